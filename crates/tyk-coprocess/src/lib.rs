@@ -3,6 +3,11 @@
 //! * [`pb`]: the protobuf messages and tonic stubs of package `coprocess`,
 //!   generated from `proto/` at build time (no `protoc` needed).
 //! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! * [`codec`]: a tonic codec that moves messages as bytes (zero-copy echo).
+//! * [`wire`]: cheap scans of encoded messages.
+
+pub mod codec;
+pub mod wire;
 
 /// Messages and gRPC stubs of Tyk's `coprocess` package.
 pub mod pb {

@@ -1,1 +1,14 @@
-//! Server library.
+//! The Tyk gRPC plugin server as a library: configuration, listeners, the
+//! `coprocess.Dispatcher` service, logging, and a client.
+
+pub mod client;
+pub mod config;
+#[doc(hidden)]
+pub mod jsonshim;
+pub mod reqlog;
+pub mod server;
+pub mod service;
+pub mod sink;
+pub mod timestamp;
+
+pub use jsonshim as json;

@@ -1,0 +1,173 @@
+//! The `coprocess.Dispatcher` gRPC service.
+//!
+//! Written by hand rather than generated so that `Dispatch` moves the Object
+//! as bytes ([`RawCodec`]): an Object nobody changes is returned exactly as
+//! received, unknown fields included, with no decode or encode on the way.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use prost::Message;
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use tyk_coprocess::codec::RawCodec;
+use tyk_coprocess::{Event, EventReply};
+
+use crate::reqlog::RequestLog;
+
+/// Boxed future returned by handlers.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the server does with each valid Object and event after logging it.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one encoded `coprocess.Object` (already validated) and returns
+    /// the encoded reply.
+    fn dispatch(&self, object: Bytes) -> BoxFuture<Result<Bytes, Status>>;
+
+    /// Handles one event payload (a JSON document from the gateway).
+    fn dispatch_event(&self, payload: String) -> BoxFuture<Result<(), Status>> {
+        let _ = payload;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Returns every Object unchanged: the reference server's behaviour.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn dispatch(&self, object: Bytes) -> BoxFuture<Result<Bytes, Status>> {
+        Box::pin(std::future::ready(Ok(object)))
+    }
+}
+
+/// The Dispatcher service, ready to be added to a tonic router.
+pub struct DispatcherService {
+    inner: Arc<Inner>,
+}
+
+impl Clone for DispatcherService {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner {
+    handler: Box<dyn Handler>,
+    log: RequestLog,
+    max_recv: usize,
+    max_send: usize,
+}
+
+impl DispatcherService {
+    /// A service running `handler` behind `log`, with message size limits.
+    pub fn new(handler: impl Handler, log: RequestLog, max_recv: usize, max_send: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                handler: Box::new(handler),
+                log,
+                max_recv,
+                max_send,
+            }),
+        }
+    }
+
+    fn grpc(&self) -> Grpc<RawCodec> {
+        // No compression either way: the gateway sends none and advertises
+        // nothing we could rely on.
+        Grpc::new(RawCodec)
+            .apply_max_message_size_config(Some(self.inner.max_recv), Some(self.inner.max_send))
+    }
+}
+
+/// gRPC method paths.
+pub mod paths {
+    /// `Dispatch`.
+    pub const DISPATCH: &str = "/coprocess.Dispatcher/Dispatch";
+    /// `DispatchEvent`.
+    pub const DISPATCH_EVENT: &str = "/coprocess.Dispatcher/DispatchEvent";
+}
+
+impl NamedService for DispatcherService {
+    const NAME: &'static str = "coprocess.Dispatcher";
+}
+
+struct DispatchMethod(Arc<Inner>);
+
+impl UnaryService<Bytes> for DispatchMethod {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let object = request.into_inner();
+            if let Err(e) = inner.log.dispatch(&object) {
+                tracing::warn!(error = %e, bytes = object.len(), "rejected malformed Object");
+                return Err(Status::invalid_argument(format!(
+                    "malformed coprocess.Object: {e}"
+                )));
+            }
+            inner.handler.dispatch(object).await.map(Response::new)
+        })
+    }
+}
+
+struct DispatchEventMethod(Arc<Inner>);
+
+impl UnaryService<Bytes> for DispatchEventMethod {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let event = match Event::decode(request.into_inner()) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rejected malformed Event");
+                    return Err(Status::invalid_argument(format!(
+                        "malformed coprocess.Event: {e}"
+                    )));
+                }
+            };
+            inner.log.event(&event.payload);
+            inner.handler.dispatch_event(event.payload).await?;
+            Ok(Response::new(Bytes::from(EventReply {}.encode_to_vec())))
+        })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for DispatcherService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let mut grpc = self.grpc();
+        let inner = self.inner.clone();
+        match req.uri().path() {
+            paths::DISPATCH => {
+                Box::pin(async move { Ok(grpc.unary(DispatchMethod(inner), req).await) })
+            }
+            paths::DISPATCH_EVENT => {
+                Box::pin(async move { Ok(grpc.unary(DispatchEventMethod(inner), req).await) })
+            }
+            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
+        }
+    }
+}

@@ -251,9 +251,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rt = rt.enable_all().thread_name("tyk-plugin-server").build()?;
     let result = rt.block_on(async {
         let bound = server::bind(&config.server).await?;
-        for addr in bound.local_addrs() {
-            tracing::info!(address = %addr, "listening");
-        }
         let dispatcher = DispatcherService::new(
             Echo,
             log,

@@ -284,6 +284,9 @@ impl Bound {
         dispatcher: DispatcherService,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        for addr in &self.addrs {
+            tracing::info!(address = %addr, "listening");
+        }
         let (health, health_svc) = tonic_health::server::health_reporter();
         health.set_serving::<DispatcherService>().await;
 

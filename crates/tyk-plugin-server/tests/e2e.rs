@@ -1,0 +1,470 @@
+//! End-to-end tests over real sockets: the fixtures, unknown fields,
+//! malformed input, large messages, health, reflection, events, shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use support::{TestServer, fixtures};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tyk_coprocess::{HookType, MiniRequestObject, Object, ReturnOverrides};
+use tyk_plugin_server::client::{self, ClientError};
+use tyk_plugin_server::config::LogFormat;
+use tyk_plugin_server::service::{BoxFuture, Handler};
+
+#[tokio::test]
+async fn every_fixture_is_echoed_and_logged_as_canonical_json_over_tcp_and_unix() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let fx = fixtures(false);
+    let mut sent = 0;
+    for target in [&srv.tcp, &srv.unix] {
+        let ch = client::connect(target).await.unwrap();
+        for (name, wire, _) in &fx {
+            let reply = client::dispatch_raw(ch.clone(), Bytes::from(wire.clone()))
+                .await
+                .unwrap();
+            assert_eq!(&reply[..], &wire[..], "{name} over {target}: echo differs");
+            sent += 1;
+        }
+    }
+    let records = srv.json_records(sent + 2, "dispatch").await;
+    assert_eq!(records.len() as u64, sent);
+    for (i, rec) in records.iter().enumerate() {
+        let (name, wire, expected) = &fx[i % fx.len()];
+        assert_eq!(
+            &rec["object"], expected,
+            "{name}: logged JSON differs from MessageToJson"
+        );
+        let obj = Object::decode(&wire[..]).unwrap();
+        let hook = HookType::try_from(obj.hook_type)
+            .map(|h| h.as_str_name().to_string())
+            .unwrap();
+        assert_eq!(rec["hook_type"], hook.as_str(), "{name}");
+        assert_eq!(rec["hook_name"], obj.hook_name.as_str(), "{name}");
+        assert_eq!(
+            rec["api_id"],
+            obj.spec.get("APIID").map_or("", String::as_str),
+            "{name}"
+        );
+        assert_eq!(rec["level"], "INFO");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn text_format_logs_indented_json_between_request_start_and_end() {
+    let srv = TestServer::start(LogFormat::Text).await;
+    let fx = fixtures(false);
+    let ch = client::connect(&srv.tcp).await.unwrap();
+    for (_, wire, _) in &fx {
+        client::dispatch_raw(ch.clone(), Bytes::from(wire.clone()))
+            .await
+            .unwrap();
+    }
+    let log = srv.log_after(fx.len() as u64 + 2).await;
+    let mut blocks = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in log.split('\n') {
+        if line.contains("REQUEST START") {
+            assert!(
+                line.contains("INFO") && line.contains("hook_type="),
+                "{line}"
+            );
+            cur = Some(String::new());
+        } else if line.contains("REQUEST END") {
+            blocks.push(cur.take().expect("END after START"));
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+            c.push('\n');
+        }
+    }
+    assert_eq!(blocks.len(), fx.len());
+    for ((name, _, expected), block) in fx.iter().zip(&blocks) {
+        assert!(
+            block.starts_with("{\n  ") || block == "{}\n",
+            "{name}: not indented JSON: {block:.40}"
+        );
+        let v: serde_json::Value = serde_json::from_str(block).unwrap();
+        assert_eq!(&v, expected, "{name}");
+    }
+    srv.stop().await;
+}
+
+/// Appends an unknown field to an encoded message: (field number, varint value).
+fn with_unknown(mut msg: Vec<u8>, field: u32, value: u8) -> Vec<u8> {
+    prost::encoding::encode_key(field, prost::encoding::WireType::Varint, &mut msg);
+    msg.push(value);
+    msg
+}
+
+#[tokio::test]
+async fn unknown_fields_survive_the_echo_byte_for_byte() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    // Unknown fields at the top level, inside request and inside session, as a
+    // newer gateway's protos would add them.
+    let request = with_unknown(
+        MiniRequestObject {
+            url: "/x".into(),
+            return_overrides: Some(ReturnOverrides {
+                response_code: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        40,
+        7,
+    );
+    let session = with_unknown(
+        tyk_coprocess::SessionState {
+            rate: 5.0,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        35,
+        1,
+    );
+    let mut wire = Object {
+        hook_type: 1,
+        hook_name: "u".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    prost::encoding::bytes::encode(3, &request, &mut wire);
+    prost::encoding::bytes::encode(4, &session, &mut wire);
+    let wire = with_unknown(wire, 99, 42);
+    // prost (like any decoder built from our protos) drops them.
+    assert!(Object::decode(&wire[..]).unwrap().encode_to_vec().len() < wire.len());
+
+    for target in [&srv.tcp, &srv.unix] {
+        let ch = client::connect(target).await.unwrap();
+        let reply = client::dispatch_raw(ch, Bytes::from(wire.clone()))
+            .await
+            .unwrap();
+        assert_eq!(&reply[..], &wire[..]);
+    }
+    let recs = srv.json_records(4, "dispatch").await;
+    // The log shows the known fields only, as MessageToJson does.
+    assert_eq!(recs[0]["object"]["request"]["url"], "/x");
+    assert_eq!(
+        recs[0]["object"]["session"],
+        serde_json::json!({"rate": 5.0})
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_objects_get_invalid_argument_and_the_server_goes_on() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let ch = client::connect(&srv.tcp).await.unwrap();
+    let good = Object {
+        hook_name: "ok".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated length", vec![0x12, 0x05, b'a']),
+        ("invalid utf-8 in hook_name", vec![0x12, 0x02, 0xff, 0xfe]),
+        ("field number zero", vec![0x00, 0x01]),
+        ("wire type 7", vec![0x0f]),
+        ("truncated varint", vec![0x08, 0xff]),
+    ];
+    for (what, bad) in cases {
+        let err = client::dispatch_raw(ch.clone(), Bytes::from(bad))
+            .await
+            .unwrap_err();
+        match err {
+            ClientError::Status(s) => {
+                assert_eq!(s.code(), Code::InvalidArgument, "{what}: {s:?}");
+                assert!(
+                    s.message().contains("malformed coprocess.Object"),
+                    "{what}: {}",
+                    s.message()
+                );
+            }
+            other => panic!("{what}: {other}"),
+        }
+        let reply = client::dispatch_raw(ch.clone(), Bytes::from(good.clone()))
+            .await
+            .unwrap();
+        assert_eq!(&reply[..], &good[..], "serves after {what}");
+    }
+    let log = srv.log_after(10).await;
+    assert_eq!(log.matches("rejected malformed Object").count(), 5, "{log}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_20_mb_body_sent_twice_is_echoed() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let body = "a".repeat(20_000_000);
+    let obj = Object {
+        hook_type: HookType::Post as i32,
+        hook_name: "big".into(),
+        request: Some(MiniRequestObject {
+            body: body.clone(),
+            raw_body: Bytes::from(body),
+            url: "/big".into(),
+            return_overrides: Some(ReturnOverrides {
+                response_code: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let wire = Bytes::from(obj.encode_to_vec());
+    assert!(wire.len() > 40_000_000);
+    let ch = client::connect(&srv.tcp).await.unwrap();
+    let reply = client::dispatch_raw(ch, wire.clone()).await.unwrap();
+    assert!(reply == wire, "20 MB echo differs");
+    let recs = srv.json_records(2, "dispatch").await;
+    assert_eq!(
+        recs[0]["object"]["request"]["body"].as_str().map(str::len),
+        Some(20_000_000)
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn messages_over_the_configured_limit_are_refused_cleanly() {
+    let srv = TestServer::start_with(LogFormat::Json, tyk_plugin_server::service::Echo, |c| {
+        c.server.max_recv_message_size = tyk_plugin_server::config::ByteSize(1024);
+    })
+    .await;
+    let ch = client::connect(&srv.tcp).await.unwrap();
+    let big = Object {
+        hook_name: "x".repeat(2000),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    match client::dispatch_raw(ch.clone(), Bytes::from(big))
+        .await
+        .unwrap_err()
+    {
+        ClientError::Status(s) => assert_eq!(s.code(), Code::OutOfRange, "{s:?}"),
+        other => panic!("{other}"),
+    }
+    let small = Object {
+        hook_name: "x".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    client::dispatch_raw(ch, Bytes::from(small)).await.unwrap();
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_serving_for_the_server_and_the_dispatcher() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let srv = TestServer::start(LogFormat::Json).await;
+    for target in [&srv.tcp, &srv.unix] {
+        let mut h = HealthClient::new(client::connect(target).await.unwrap());
+        for service in ["", "coprocess.Dispatcher"] {
+            let r = h
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                r.status(),
+                ServingStatus::Serving,
+                "{service:?} over {target}"
+            );
+        }
+        let unknown = h
+            .check(HealthCheckRequest {
+                service: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_and_resolve_the_dispatcher() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let ch = client::connect(&srv.tcp).await.unwrap();
+
+    // v1
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(ch.clone());
+        let reqs = vec![
+            MessageRequest::ListServices(String::new()),
+            MessageRequest::FileContainingSymbol("coprocess.Dispatcher".into()),
+            MessageRequest::FileByFilename("coprocess_session_state.proto".into()),
+        ];
+        let stream = tokio_stream::iter(reqs.into_iter().map(|m| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        }));
+        let mut resp = c.server_reflection_info(stream).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            resp.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a service list")
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for want in [
+            "coprocess.Dispatcher",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        let Some(MessageResponse::FileDescriptorResponse(fd)) =
+            resp.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a file descriptor")
+        };
+        let file =
+            prost_types::FileDescriptorProto::decode(&fd.file_descriptor_proto[0][..]).unwrap();
+        assert_eq!(file.name(), "coprocess_object.proto");
+        let svc = &file.service[0];
+        let methods: Vec<_> = svc
+            .method
+            .iter()
+            .map(|m| (m.name(), m.input_type(), m.output_type()))
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                ("Dispatch", ".coprocess.Object", ".coprocess.Object"),
+                ("DispatchEvent", ".coprocess.Event", ".coprocess.EventReply")
+            ]
+        );
+        let Some(MessageResponse::FileDescriptorResponse(fd)) =
+            resp.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a file descriptor")
+        };
+        let file =
+            prost_types::FileDescriptorProto::decode(&fd.file_descriptor_proto[0][..]).unwrap();
+        let session = file
+            .message_type
+            .iter()
+            .find(|m| m.name() == "SessionState")
+            .unwrap();
+        assert_eq!(session.field.iter().map(|f| f.number()).max(), Some(34));
+    }
+    // v1alpha (what Python grpcio-reflection and older grpcurl use)
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(ch);
+        let stream = tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]);
+        let mut resp = c.server_reflection_info(stream).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            resp.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a service list")
+        };
+        assert!(
+            list.service
+                .iter()
+                .any(|s| s.name == "coprocess.Dispatcher")
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_answered_and_their_payload_logged_as_json() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let ch = client::connect(&srv.unix).await.unwrap();
+    let events = fixtures(true);
+    for (_, wire, _) in &events {
+        let ev = tyk_coprocess::Event::decode(&wire[..]).unwrap();
+        client::dispatch_event(ch.clone(), ev.payload)
+            .await
+            .unwrap();
+    }
+    client::dispatch_event(ch.clone(), "not { json".into())
+        .await
+        .unwrap();
+    let recs = srv.json_records(events.len() as u64 + 3, "event").await;
+    assert_eq!(recs.len(), events.len() + 1);
+    for ((name, _, expected), rec) in events.iter().zip(&recs) {
+        let payload: serde_json::Value =
+            serde_json::from_str(expected["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(rec["payload"], payload, "{name}");
+        assert_eq!(rec["event_type"], payload["message"]["Type"], "{name}");
+        assert_eq!(rec["handler_name"], payload["handler_name"], "{name}");
+        assert_eq!(rec["payload_is_json"], true);
+    }
+    let last = recs.last().unwrap();
+    assert_eq!(last["payload"], "not { json");
+    assert_eq!(last["payload_is_json"], false);
+    assert_eq!(last["level"], "WARN");
+    srv.stop().await;
+}
+
+/// A handler that takes its time, to observe the drain.
+struct Slow(Duration);
+impl Handler for Slow {
+    fn dispatch(&self, object: Bytes) -> BoxFuture<Result<Bytes, tonic::Status>> {
+        let d = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(d).await;
+            Ok(object)
+        })
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_calls_and_reports_not_serving() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let mut srv =
+        TestServer::start_with(LogFormat::Json, Slow(Duration::from_millis(600)), |_| {}).await;
+    let ch = client::connect(&srv.tcp).await.unwrap();
+    let mut health = HealthClient::new(ch.clone());
+    let wire = Bytes::from(
+        Object {
+            hook_name: "slow".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    let in_flight = tokio::spawn(client::dispatch_raw(ch.clone(), wire.clone()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    srv.trigger_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The existing connection still answers while draining; health says so.
+    let status = health
+        .check(HealthCheckRequest {
+            service: "coprocess.Dispatcher".into(),
+        })
+        .await
+        .map(|r| r.into_inner().status());
+    if let Ok(status) = status {
+        assert_eq!(status, ServingStatus::NotServing);
+    }
+    let reply = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight call completes during the drain");
+    assert_eq!(reply, wire);
+    // New connections are refused once the listeners are closed.
+    let tcp = srv.tcp.clone();
+    srv.stop().await;
+    assert!(client::connect(&tcp).await.is_err());
+}

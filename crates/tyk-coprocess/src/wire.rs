@@ -31,7 +31,7 @@ pub struct ScanError {
 ///
 /// Only the top level and the `spec` map entries are parsed; nested messages
 /// are skipped by length. Full validation is the job of the JSON walker
-/// ([`crate::json`]). As in protobuf parsers, the last occurrence of a
+/// (the JSON walker). As in protobuf parsers, the last occurrence of a
 /// singular field wins, and a field with an unexpected wire type is ignored.
 pub fn scan_summary(wire: &[u8]) -> Result<Summary<'_>, ScanError> {
     let mut summary = Summary::default();

@@ -135,10 +135,13 @@ pub(crate) enum Event<'a> {
     Field(Field<'a>),
 }
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// The decoder's dynamic table (section 2.3.2). Front = most recent = index 62.
 #[derive(Debug, Default)]
 struct DynTable {
-    entries: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    entries: VecDeque<Entry>,
     size: usize,
     max_size: usize,
 }
@@ -517,12 +520,12 @@ mod tests {
         assert_eq!(d.dynamic_len(), 0);
         collect(&mut d, b"\x41\x01a").unwrap();
         assert_eq!(d.dynamic_len(), 0);
-        assert_eq!(
-            collect(&mut d, b"\xbe"),
-            Err(DecodeError::InvalidIndex(62))
-        );
+        assert_eq!(collect(&mut d, b"\xbe"), Err(DecodeError::InvalidIndex(62)));
         // Size update after a field is illegal.
-        assert_eq!(collect(&mut d, b"\x82\x20"), Err(DecodeError::LateSizeUpdate));
+        assert_eq!(
+            collect(&mut d, b"\x82\x20"),
+            Err(DecodeError::LateSizeUpdate)
+        );
         let mut big = Vec::new();
         encode_size_update(&mut big, MAX_TABLE_SIZE + 1);
         assert!(matches!(
@@ -559,7 +562,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             reprs,
-            [Repr::WithoutIndexing, Repr::WithoutIndexing, Repr::NeverIndexed]
+            [
+                Repr::WithoutIndexing,
+                Repr::WithoutIndexing,
+                Repr::NeverIndexed
+            ]
         );
         assert_eq!(v[2], (b"authorization".to_vec(), b"secret".to_vec()));
         assert_eq!(d.dynamic_len(), 0);

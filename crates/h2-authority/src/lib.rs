@@ -146,6 +146,7 @@ pub struct AuthorityRepair<S> {
     /// `None` = pass-through.
     active: Option<Box<Active>>,
     repaired: bool,
+    fell_back: bool,
     stats: RepairStats,
 }
 
@@ -168,6 +169,7 @@ impl<S> AuthorityRepair<S> {
                 counted_blocks: 0,
             })),
             repaired: false,
+            fell_back: false,
             stats,
         }
     }
@@ -197,7 +199,8 @@ impl<S> AuthorityRepair<S> {
     /// What the connection is doing now.
     pub fn mode(&self) -> RepairMode {
         match &self.active {
-            // Repair mode keeps the rewriter; it is only dropped for pass-through.
+            // The rewriter is dropped for pass-through, or at EOF.
+            None if self.repaired && !self.fell_back => RepairMode::Repairing,
             None => RepairMode::PassThrough,
             Some(a) => match a.rewriter.verdict() {
                 Verdict::Undecided => RepairMode::Detecting,
@@ -214,7 +217,7 @@ impl<S> AuthorityRepair<S> {
 }
 
 /// Logs and counts what the rewriter reported after a `feed`.
-fn report(active: &mut Active, repaired: &mut bool, stats: &RepairStats) {
+fn report(active: &mut Active, repaired: &mut bool, fell_back: &mut bool, stats: &RepairStats) {
     let blocks = active.rewriter.blocks_rewritten;
     if blocks != active.counted_blocks {
         stats
@@ -227,10 +230,7 @@ fn report(active: &mut Active, repaired: &mut bool, stats: &RepairStats) {
         None => {}
         Some(BlockOutcome::StartedRepair(authority)) => {
             *repaired = true;
-            stats
-                .0
-                .connections_repaired
-                .fetch_add(1, Ordering::Relaxed);
+            stats.0.connections_repaired.fetch_add(1, Ordering::Relaxed);
             let authority = String::from_utf8_lossy(&authority);
             if !WARNED.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -246,6 +246,7 @@ fn report(active: &mut Active, repaired: &mut bool, stats: &RepairStats) {
             tracing::debug!(authority = %authority, "repairing HTTP/2 :authority on this connection");
         }
         Some(BlockOutcome::Fallback(why)) => {
+            *fell_back = true;
             stats.0.fallbacks.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(reason = %why, "authority repair stepped aside; forwarding raw bytes");
         }
@@ -290,11 +291,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRepair<S> {
                 active.eof = true;
                 active.rewriter.finish(&mut active.out);
             } else {
-                active
-                    .rewriter
-                    .feed(&active.scratch[..n], &mut active.out);
+                active.rewriter.feed(&active.scratch[..n], &mut active.out);
             }
-            report(active, &mut this.repaired, &this.stats);
+            report(active, &mut this.repaired, &mut this.fell_back, &this.stats);
         }
     }
 }

@@ -330,19 +330,13 @@ impl Rewriter {
             match event {
                 Event::SizeUpdate(size) => hpack::encode_size_update(encoded, size),
                 Event::Field(f) => {
-                    if f.name == b":authority" && http::uri::Authority::try_from(f.value).is_err()
-                    {
+                    if f.name == b":authority" && http::uri::Authority::try_from(f.value).is_err() {
                         if invalid_authority.is_none() {
                             invalid_authority = Some(f.value.to_vec());
                         }
                         return Ok(());
                     }
-                    hpack::encode_literal(
-                        encoded,
-                        f.name,
-                        f.value,
-                        f.repr == Repr::NeverIndexed,
-                    );
+                    hpack::encode_literal(encoded, f.name, f.value, f.repr == Repr::NeverIndexed);
                 }
             }
             if encoded.len() > MAX_REENCODED {

@@ -232,7 +232,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawH2Client<S> {
             let mut chunk = [0u8; 16 * 1024];
             let n = self.io.read(&mut chunk).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed").into());
+                return Err(
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed").into(),
+                );
             }
             self.rbuf.extend_from_slice(&chunk[..n]);
         }
@@ -296,7 +298,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawH2Client<S> {
                     if p.len() != 4 {
                         return Err(CallError::Protocol("bad RST_STREAM".into()));
                     }
-                    return Err(CallError::Reset(u32::from_be_bytes([p[0], p[1], p[2], p[3]])));
+                    return Err(CallError::Reset(u32::from_be_bytes([
+                        p[0], p[1], p[2], p[3],
+                    ])));
                 }
                 DATA if f.stream_id == id => {
                     let mut p = &f.payload[..];
@@ -319,7 +323,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawH2Client<S> {
                 HEADERS | CONTINUATION => {
                     let (sid, end_stream, mut frag) = match block.take() {
                         Some(b) => b,
-                        None if f.ty == HEADERS => (f.stream_id, f.flags & END_STREAM != 0, Vec::new()),
+                        None if f.ty == HEADERS => {
+                            (f.stream_id, f.flags & END_STREAM != 0, Vec::new())
+                        }
                         None => return Err(CallError::Protocol("stray CONTINUATION".into())),
                     };
                     let mut p = &f.payload[..];

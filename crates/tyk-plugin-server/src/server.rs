@@ -19,6 +19,8 @@ use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo, UdsConnectInfo};
 
+use h2_authority::AuthorityRepair;
+
 use crate::config::{ListenAddr, ServerConfig, parse_mode, resolve};
 use crate::service::{BoxFuture, DispatcherService};
 
@@ -307,7 +309,7 @@ impl Bound {
         let top = Top { dispatcher, others };
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (conn_tx, conn_rx) = mpsc::channel::<io::Result<Conn>>(64);
+        let (conn_tx, conn_rx) = mpsc::channel::<io::Result<AuthorityRepair<Conn>>>(64);
         let mut accept_tasks = Vec::new();
         for listener in self.listeners {
             accept_tasks.push(tokio::spawn(accept_loop(
@@ -368,7 +370,7 @@ impl Bound {
 
 async fn accept_loop(
     listener: Listener,
-    tx: mpsc::Sender<io::Result<Conn>>,
+    tx: mpsc::Sender<io::Result<AuthorityRepair<Conn>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -378,7 +380,10 @@ async fn accept_loop(
         };
         match accepted {
             Ok(conn) => {
-                if tx.send(Ok(conn)).await.is_err() {
+                // Gateways older than 5.8.3 send an empty :authority, which
+                // h2 rejects; the adapter repairs such connections and costs
+                // nothing on the others.
+                if tx.send(Ok(AuthorityRepair::new(conn))).await.is_err() {
                     break;
                 }
             }

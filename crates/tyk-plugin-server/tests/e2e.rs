@@ -192,7 +192,7 @@ async fn malformed_objects_get_invalid_argument_and_the_server_goes_on() {
             .unwrap();
         assert_eq!(&reply[..], &good[..], "serves after {what}");
     }
-    let log = srv.log_after(10).await;
+    let log = srv.log_after(12).await;
     assert_eq!(log.matches("rejected malformed Object").count(), 5, "{log}");
     srv.stop().await;
 }
@@ -468,3 +468,61 @@ async fn shutdown_finishes_in_flight_calls_and_reports_not_serving() {
     srv.stop().await;
     assert!(client::connect(&tcp).await.is_err());
 }
+
+/// Gateways older than 5.8.3 (grpc-go `Dial("")`) send `:authority: ""` as
+/// the static-table entry 0x81 on every call; grpc-core over a Unix socket
+/// sends the socket path, incrementally indexed. Stock h2 resets both.
+#[tokio::test]
+async fn clients_with_an_empty_or_invalid_authority_are_served() {
+    use h2_authority::testing::{AuthorityEncoding, RawH2Client};
+    let srv = TestServer::start(LogFormat::Json).await;
+    let wire = std::fs::read(support::fixtures_dir().join("pre_petstore.bin")).unwrap();
+    let encodings = [
+        AuthorityEncoding::EmptyIndexed,
+        AuthorityEncoding::Incremental("/tmp/plugin.sock".into()),
+        AuthorityEncoding::Literal(String::new()),
+        AuthorityEncoding::Literal("localhost".into()),
+        AuthorityEncoding::Absent,
+    ];
+    let mut calls = 0;
+    for enc in &encodings {
+        for unix in [false, true] {
+            let mut c = if unix {
+                let path = srv.unix.strip_prefix("unix://").unwrap();
+                let s = tokio::net::UnixStream::connect(path).await.unwrap();
+                RawH2Client::handshake(Box::new(s) as Box<dyn Io>)
+                    .await
+                    .unwrap()
+            } else {
+                let s = tokio::net::TcpStream::connect(&srv.tcp).await.unwrap();
+                RawH2Client::handshake(Box::new(s) as Box<dyn Io>)
+                    .await
+                    .unwrap()
+            };
+            // Several calls on one connection: the dynamic table must stay in step.
+            for i in 0..3 {
+                let r = c
+                    .unary("/coprocess.Dispatcher/Dispatch", enc, &wire)
+                    .await
+                    .unwrap_or_else(|e| panic!("{enc:?} unix={unix} call {i}: {e:?}"));
+                assert_eq!(r.http_status, Some(200), "{enc:?}");
+                assert_eq!(r.grpc_status, Some(0), "{enc:?}: {:?}", r.grpc_message);
+                assert_eq!(r.message.as_deref(), Some(&wire[..]), "{enc:?}: echo");
+                calls += 1;
+            }
+        }
+    }
+    let recs = srv.json_records(calls + 2, "dispatch").await;
+    assert_eq!(recs.len() as u64, calls);
+    let log = srv.log_after(calls + 2).await;
+    // The warning is once per process; no other test in this binary sends a
+    // bad authority, so it lands in this test's log.
+    assert!(
+        log.contains("grpc_authority"),
+        "one actionable warning names the Tyk setting"
+    );
+    srv.stop().await;
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}

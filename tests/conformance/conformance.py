@@ -18,6 +18,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -710,7 +711,7 @@ class Suite:
 
 
 def run_go(args, res, server):
-    for mode in ("probe", "old", "new"):
+    for mode in ("probe", "old", "old-authority", "new"):
         cmd = [args.go_client, "-mode", mode, "-tcp", f"127.0.0.1:{server.port}", "-unix", server.sock,
                "-fixtures", args.fixtures]
         print(f"# go: {shlex.join(cmd)}", flush=True)
@@ -730,13 +731,13 @@ def run_go(args, res, server):
                 name, _, detail = line[5:].partition(": ")
                 res.fail(name, detail)
                 counted += 1
-            elif line.strip():
+            elif line.strip() and not re.fullmatch(r"\d+ passed, \d+ failed", line.strip()):
                 print(f"# go: {line}", flush=True)
         if p.returncode != 0 and not any(l.startswith("FAIL ") for l in p.stdout.split("\n")):
             res.fail(f"go/{mode}", f"exit {p.returncode}: {p.stderr.strip()[-500:]}")
         if counted == 0:
             res.fail(f"go/{mode}", f"client reported no checks; stderr: {p.stderr.strip()[-500:]}")
-        print(f"# go/{mode}: {time.monotonic() - t0:.1f} s", flush=True)
+        print(f"# go/{mode}: {counted} checks, exit {p.returncode}, {time.monotonic() - t0:.1f} s", flush=True)
 
 
 # --------------------------------------------------------------------------- main

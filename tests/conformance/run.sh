@@ -18,6 +18,7 @@
 #   --skip-big           skip the 20 MB body checks
 #   --venv DIR           Python venv (default target/py-venv; created by bench/reference/setup.sh)
 #   --go-out DIR         where the Go client is built (default target/conformance-go)
+#   --py ARG             pass ARG to conformance.py (repeatable), e.g. --py --transports=tcp,uds-localhost
 #
 # Non-interactive, bounded in time; exit status 0 only if every check passed. The last
 # line printed is "N passed, M failed".
@@ -41,8 +42,9 @@ while [ $# -gt 0 ]; do
     --skip-big) py_opts+=(--skip-big) ;;
     --venv) venv="${2:?}"; shift ;;
     --go-out) go_out="${2:?}"; shift ;;
+    --py) py_opts+=("${2:?}"); shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) die "unknown option $1 (server command goes after --)" ;;
   esac
   shift

@@ -14,8 +14,6 @@ Expected values come only from the fixtures and from Python protobuf (bindings g
 from our protos by bench/reference/setup.sh).
 """
 import argparse
-import base64
-import concurrent.futures
 import json
 import os
 import re
@@ -25,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -755,7 +752,7 @@ def run_go(args, res, server):
 # --------------------------------------------------------------------------- main
 
 
-def wait_ready(suite, server, timeout):
+def wait_ready(_unused, server, timeout):
     """Poll health over TCP (any answer from a live server counts), then the Unix socket file."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config
         .btree_map(["."])
-        .bytes([".coprocess.MiniRequestObject.raw_body", ".coprocess.ResponseObject.raw_body"])
+        .bytes([
+            ".coprocess.MiniRequestObject.raw_body",
+            ".coprocess.ResponseObject.raw_body",
+        ])
         .type_attribute(".", "#[allow(clippy::all, missing_docs)]");
     tonic_prost_build::configure()
         .build_server(true)

@@ -3,6 +3,13 @@
 //! * [`pb`]: the protobuf messages and tonic stubs of package `coprocess`,
 //!   generated from `proto/` at build time (no `protoc` needed).
 //! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! * [`json`]: wire bytes → canonical proto3 JSON (Python `MessageToJson`),
+//!   streaming, without decoding into structs.
+
+pub mod json;
+mod schema;
+
+pub use json::{JsonStyle, ObjectSummary, WireError, WireErrorKind};
 
 /// Messages and gRPC stubs of Tyk's `coprocess` package.
 pub mod pb {

@@ -678,6 +678,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
 
         while pos < end {
             let tag_pos = pos;
+            self.levels[depth].1 = NONE;
             let (num, wt) = read_tag(input, &mut pos, end).map_err(|e| self.error(e, depth))?;
             let Some((fi, f)) = msg.field(num).filter(|(_, f)| wire_ok(f, wt)) else {
                 skip_field(input, &mut pos, end, num, wt, depth)

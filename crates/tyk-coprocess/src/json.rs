@@ -340,6 +340,7 @@ fn scalar_bits(buf: &[u8], kind: Kind, s: usize, e: usize) -> u64 {
     match kind.wire_type() {
         1 => le_u64(buf, s),
         5 => u64::from(le_u32(buf, s)),
+        2 => 0,
         _ => {
             let mut p = s;
             read_varint(buf, &mut p, e).unwrap_or(0)
@@ -1041,6 +1042,19 @@ fn push_u_escape(out: &mut Vec<u8>, u: u32) {
     ]);
 }
 
+/// Whether any byte of `w` needs escaping (exact, not just "maybe").
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let ctrl = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+    let high = (w | w.wrapping_add(ONES)) & HIGH != 0;
+    ctrl || high
+        || has_zero(w ^ (ONES * u64::from(b'"')))
+        || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
 /// Append `s` as a JSON string literal escaped like Python's
 /// `json.dumps(s, ensure_ascii=True)`: only `' '..='~'` verbatim, short
 /// escapes for `"` `\` `\n` `\r` `\t` `\b` `\f`, `\u00XX` (lower-case hex)
@@ -1052,6 +1066,15 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Skip 8 plain bytes at a time (SWAR): none < 0x20, >= 0x7f, '"' or '\\'.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
         let c = bytes[i];
         if !NEEDS_ESCAPE[usize::from(c)] {
             i += 1;
@@ -1322,6 +1345,33 @@ impl std::hash::Hash for Key<'_> {
         match self {
             Key::Bytes(b) => b.hash(state),
             Key::Int(v) => v.hash(state),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swar_escape_check_agrees_with_table() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut w = [b'a'; 8];
+                w[pos] = b;
+                assert_eq!(
+                    word_needs_escape(u64::from_le_bytes(w)),
+                    NEEDS_ESCAPE[usize::from(b)],
+                    "byte {b:#x} at {pos}"
+                );
+                // Neighbours that carry or borrow must not hide or fake it.
+                for n in [0x00, 0x1f, 0x20, 0x7e, 0x7f, 0xff] {
+                    let mut w2 = [n; 8];
+                    w2[pos] = b;
+                    let want = w2.iter().any(|&c| NEEDS_ESCAPE[usize::from(c)]);
+                    assert_eq!(word_needs_escape(u64::from_le_bytes(w2)), want);
+                }
+            }
         }
     }
 }

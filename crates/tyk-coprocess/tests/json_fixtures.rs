@@ -229,3 +229,34 @@ fn output_is_appended() {
     assert!(object_to_json(&bin[..bin.len() - 1], JsonStyle::Compact, &mut out).is_err());
     assert_eq!(out, before);
 }
+
+/// Rough timing, not a benchmark: `cargo test --release -p tyk-coprocess
+/// --test json_fixtures -- --ignored --nocapture timing`.
+#[test]
+#[ignore]
+fn timing() {
+    let dir = fixture_dir();
+    for name in ["pre_petstore", "post_key_auth_session", "huge_headers"] {
+        let bin = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
+        let mut out = Vec::with_capacity(bin.len() * 4);
+        let iters = if bin.len() > 100_000 { 200 } else { 200_000 };
+        for (label, style) in [
+            ("Compact", JsonStyle::Compact),
+            ("Pretty", JsonStyle::Pretty),
+        ] {
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                out.clear();
+                object_to_json(std::hint::black_box(&bin), style, &mut out).unwrap();
+            }
+            let ns = t.elapsed().as_nanos() as f64 / f64::from(iters);
+            println!("{name} ({} B) {label}: {ns:.0} ns/op", bin.len());
+        }
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            validate_object(std::hint::black_box(&bin)).unwrap();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / f64::from(iters);
+        println!("{name} validate_object: {ns:.0} ns/op");
+    }
+}

@@ -46,7 +46,7 @@ petstore: ## Send the petstore request through a Tyk gateway on localhost:8080.
 	       echo "or point elsewhere: make petstore GATEWAY=http://host:port LISTEN_PATH=/path/"; \
 	       exit 1; }
 
-test: lint unit doc ## Everything CI runs: formatting, clippy, all tests, docs.
+test: lint unit doc conformance ## Everything CI runs: formatting, clippy, all tests, docs, conformance.
 
 lint: ## cargo fmt --check and clippy with warnings denied.
 	$(CARGO) fmt --all -- --check
@@ -54,6 +54,10 @@ lint: ## cargo fmt --check and clippy with warnings denied.
 
 unit: ## Unit and end-to-end tests (real sockets).
 	$(CARGO) test --locked --workspace
+
+conformance: ## Independent clients (Python grpcio, grpc-go 1.33 as old gateways dial) against the debug binary.
+	$(CARGO) build --locked -p tyk-plugin-server
+	tests/conformance/run.sh
 
 doc: ## Rustdoc, warnings denied.
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps

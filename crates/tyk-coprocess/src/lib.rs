@@ -3,11 +3,18 @@
 //! * [`pb`]: the protobuf messages and tonic stubs of package `coprocess`,
 //!   generated from `proto/` at build time (no `protoc` needed).
 //! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! * [`json`]: wire bytes → canonical proto3 JSON (Python `MessageToJson`),
+//!   streaming, without decoding into structs.
 //! * [`codec`]: a tonic codec that moves messages as bytes (zero-copy echo).
 //! * [`wire`]: cheap scans of encoded messages.
 
 pub mod codec;
+pub mod json;
+mod schema;
 pub mod wire;
+
+pub use json::{JsonStyle, WireError, WireErrorKind};
+pub use wire::ObjectSummary;
 
 /// Messages and gRPC stubs of Tyk's `coprocess` package.
 pub mod pb {

@@ -6,7 +6,7 @@ use thiserror::Error;
 /// found by scanning only the top-level fields, so it costs next to nothing
 /// even for an Object carrying a 20 MB body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Summary<'a> {
+pub struct ObjectSummary<'a> {
     /// `Object.hook_type` as sent (may be a number the enum does not know).
     pub hook_type: i32,
     /// `Object.hook_name`.
@@ -27,14 +27,14 @@ pub struct ScanError {
     pub reason: &'static str,
 }
 
-/// Reads the [`Summary`] of an encoded `coprocess.Object`.
+/// Reads the [`ObjectSummary`] of an encoded `coprocess.Object`.
 ///
 /// Only the top level and the `spec` map entries are parsed; nested messages
 /// are skipped by length. Full validation is the job of the JSON walker
-/// (the JSON walker). As in protobuf parsers, the last occurrence of a
+/// ([`crate::json`]). As in protobuf parsers, the last occurrence of a
 /// singular field wins, and a field with an unexpected wire type is ignored.
-pub fn scan_summary(wire: &[u8]) -> Result<Summary<'_>, ScanError> {
-    let mut summary = Summary::default();
+pub fn scan_summary(wire: &[u8]) -> Result<ObjectSummary<'_>, ScanError> {
+    let mut summary = ObjectSummary::default();
     let mut r = Reader { buf: wire, pos: 0 };
     while !r.done() {
         let (field, wire_type) = r.tag()?;
@@ -212,7 +212,7 @@ mod tests {
         let s = scan_summary(&wire).unwrap();
         assert_eq!(
             s,
-            Summary {
+            ObjectSummary {
                 hook_type: 1,
                 hook_name: "MyPre",
                 api_id: "api1",
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn empty_object_has_default_summary() {
-        assert_eq!(scan_summary(&[]).unwrap(), Summary::default());
+        assert_eq!(scan_summary(&[]).unwrap(), ObjectSummary::default());
     }
 
     #[test]

@@ -3,12 +3,8 @@
 
 pub mod client;
 pub mod config;
-#[doc(hidden)]
-pub mod jsonshim;
 pub mod reqlog;
 pub mod server;
 pub mod service;
 pub mod sink;
 pub mod timestamp;
-
-pub use jsonshim as json;

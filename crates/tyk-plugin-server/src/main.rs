@@ -350,12 +350,12 @@ async fn dispatch(args: DispatchArgs) -> anyhow::Result<()> {
     let channel = client::connect(&args.target).await?;
     let reply = client::dispatch_raw(channel, object.clone()).await?;
     let style = if args.compact {
-        tyk_plugin_server::json::JsonStyle::Compact
+        tyk_coprocess::json::JsonStyle::Compact
     } else {
-        tyk_plugin_server::json::JsonStyle::Pretty
+        tyk_coprocess::json::JsonStyle::Pretty
     };
     let mut out = Vec::with_capacity(reply.len() * 2);
-    tyk_plugin_server::json::object_to_json(&reply, style, &mut out)
+    tyk_coprocess::json::object_to_json(&reply, style, &mut out)
         .map_err(|e| anyhow::anyhow!("the reply is not a valid Object: {e}"))?;
     out.push(b'\n');
     std::io::stdout().write_all(&out)?;

@@ -8,10 +8,10 @@
 
 use std::io::Write;
 
-use tyk_coprocess::wire::{Summary, scan_summary};
+use tyk_coprocess::json::{self, JsonStyle, WireError};
+use tyk_coprocess::wire::{ObjectSummary, scan_summary};
 
 use crate::config::LogFormat;
-use crate::json::{self, JsonStyle, WireError};
 use crate::sink::LogSink;
 use crate::timestamp;
 
@@ -53,13 +53,10 @@ impl RequestLog {
     /// Validates an encoded Object and logs it when Object logging is on.
     /// The whole message is checked either way, so malformed input is always
     /// rejected.
-    pub fn dispatch<'a>(&self, wire: &'a [u8]) -> Result<Summary<'a>, WireError> {
+    pub fn dispatch<'a>(&self, wire: &'a [u8]) -> Result<ObjectSummary<'a>, WireError> {
         let sink = match &self.sink {
             Some(sink) if self.objects => sink,
-            _ => {
-                json::validate_object(wire)?;
-                return Ok(scan_summary(wire).unwrap_or_default());
-            }
+            _ => return json::validate_object(wire),
         };
         // The JSON walk validates everything; the summary scan only reads the
         // top level, so it runs first to put the key fields up front.

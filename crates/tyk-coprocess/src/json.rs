@@ -1132,15 +1132,7 @@ pub fn write_py_f64(out: &mut Vec<u8>, v: f64) {
         });
         return;
     }
-    let mut b = StackBuf {
-        buf: [0; 40],
-        len: 0,
-    };
-    // Rust's `{:e}` prints the shortest round-tripping digits, like repr.
-    if write!(b, "{v:e}").is_err() {
-        return;
-    }
-    py_repr_from_exp(out, &b.buf[..b.len]);
+    write_shortest(out, v);
 }
 
 /// Append a float (32-bit) the way `MessageToJson` prints it: the shortest
@@ -1150,6 +1142,12 @@ pub fn write_py_f32(out: &mut Vec<u8>, v: f32) {
         write_py_f64(out, f64::from(v));
         return;
     }
+    write_shortest(out, v);
+}
+
+/// Rust's `{:e}` prints the shortest round-tripping digits, like repr; only
+/// the notation needs rewriting.
+fn write_shortest(out: &mut Vec<u8>, v: impl std::fmt::LowerExp) {
     let mut b = StackBuf {
         buf: [0; 40],
         len: 0,

@@ -64,14 +64,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct DispatchArgs {
-    /// Server address: host:port, tcp://host:port or unix:///path.sock.
-    #[arg(
-        short,
-        long,
-        env = "TYK_PLUGIN_TARGET",
-        default_value = "tcp://127.0.0.1:50051"
-    )]
-    target: String,
+    #[command(flatten)]
+    target: Target,
     /// An Object as proto3 JSON (a file, or - for stdin). Without it the
     /// Object is built from the flags below, the way the gateway builds it.
     #[arg(value_name = "FILE")]
@@ -113,20 +107,27 @@ struct DispatchArgs {
 
 #[derive(Args)]
 struct EventArgs {
-    /// Server address: host:port, tcp://host:port or unix:///path.sock.
-    #[arg(
-        short,
-        long,
-        env = "TYK_PLUGIN_TARGET",
-        default_value = "tcp://127.0.0.1:50051"
-    )]
-    target: String,
+    #[command(flatten)]
+    target: Target,
     /// The payload (a file, or - for stdin); default: a sample AuthFailure event.
     #[arg(value_name = "FILE", conflicts_with = "payload")]
     input: Option<String>,
     /// The payload given inline.
     #[arg(short, long)]
     payload: Option<String>,
+}
+
+/// Where the client commands send to.
+#[derive(Args)]
+struct Target {
+    /// Server address: host:port, tcp://host:port or unix:///path.sock.
+    #[arg(
+        short = 't',
+        long = "target",
+        env = "TYK_PLUGIN_TARGET",
+        default_value = "tcp://127.0.0.1:50051"
+    )]
+    addr: String,
 }
 
 #[derive(Args)]
@@ -347,7 +348,7 @@ async fn dispatch(args: DispatchArgs) -> anyhow::Result<()> {
             Bytes::from(prost::Message::encode_to_vec(&spec.build()))
         }
     };
-    let channel = client::connect(&args.target).await?;
+    let channel = client::connect(&args.target.addr).await?;
     let reply = client::dispatch_raw(channel, object.clone()).await?;
     let style = if args.compact {
         tyk_coprocess::json::JsonStyle::Compact
@@ -375,7 +376,7 @@ async fn dispatch_event(args: EventArgs) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("{input} is not UTF-8 text"))?,
         (None, None) => SAMPLE_EVENT.to_string(),
     };
-    let channel = client::connect(&args.target).await?;
+    let channel = client::connect(&args.target.addr).await?;
     client::dispatch_event(channel, payload).await?;
     println!("EventReply received");
     Ok(())

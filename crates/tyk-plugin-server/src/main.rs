@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use tyk_coprocess::HookType;
+use tyk_plugin::Echo;
 use tyk_plugin_server::client::{self, ObjectSpec};
 use tyk_plugin_server::config::{Config, ListenAddr, LogFormat, LogOutput, Overrides, Sources};
 use tyk_plugin_server::reqlog::RequestLog;
 use tyk_plugin_server::server;
-use tyk_plugin_server::service::{DispatcherService, Echo};
+use tyk_plugin_server::service::DispatcherService;
 use tyk_plugin_server::sink::LogSink;
 
 #[derive(Parser)]

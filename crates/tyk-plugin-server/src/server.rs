@@ -22,7 +22,9 @@ use tonic::transport::server::{Connected, TcpConnectInfo, UdsConnectInfo};
 use h2_authority::AuthorityRepair;
 
 use crate::config::{ListenAddr, ServerConfig, parse_mode, resolve};
-use crate::service::{BoxFuture, DispatcherService};
+use tyk_plugin::BoxFuture;
+
+use crate::service::DispatcherService;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

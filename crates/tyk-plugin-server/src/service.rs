@@ -5,8 +5,6 @@
 //! received, unknown fields included, with no decode or encode on the way.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,33 +15,9 @@ use tonic::{Request, Response, Status};
 use tyk_coprocess::codec::RawCodec;
 use tyk_coprocess::{Event, EventReply};
 
+use tyk_plugin::{BoxFuture, Dispatcher};
+
 use crate::reqlog::RequestLog;
-
-/// Boxed future returned by handlers.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// What the server does with each valid Object and event after logging it.
-pub trait Handler: Send + Sync + 'static {
-    /// Handles one encoded `coprocess.Object` (already validated) and returns
-    /// the encoded reply.
-    fn dispatch(&self, object: Bytes) -> BoxFuture<Result<Bytes, Status>>;
-
-    /// Handles one event payload (a JSON document from the gateway).
-    fn dispatch_event(&self, payload: String) -> BoxFuture<Result<(), Status>> {
-        let _ = payload;
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// Returns every Object unchanged: the reference server's behaviour.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Echo;
-
-impl Handler for Echo {
-    fn dispatch(&self, object: Bytes) -> BoxFuture<Result<Bytes, Status>> {
-        Box::pin(std::future::ready(Ok(object)))
-    }
-}
 
 /// The Dispatcher service, ready to be added to a tonic router.
 pub struct DispatcherService {
@@ -59,7 +33,7 @@ impl Clone for DispatcherService {
 }
 
 struct Inner {
-    handler: Box<dyn Handler>,
+    handler: Box<dyn Dispatcher>,
     log: RequestLog,
     max_recv: usize,
     max_send: usize,
@@ -67,7 +41,12 @@ struct Inner {
 
 impl DispatcherService {
     /// A service running `handler` behind `log`, with message size limits.
-    pub fn new(handler: impl Handler, log: RequestLog, max_recv: usize, max_send: usize) -> Self {
+    pub fn new(
+        handler: impl Dispatcher,
+        log: RequestLog,
+        max_recv: usize,
+        max_send: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 handler: Box::new(handler),

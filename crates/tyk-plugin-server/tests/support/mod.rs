@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tyk_plugin::{Dispatcher, Echo};
 use tyk_plugin_server::config::{Config, ListenAddr, LogFormat};
 use tyk_plugin_server::reqlog::RequestLog;
 use tyk_plugin_server::server::{self, BoundAddr};
-use tyk_plugin_server::service::{DispatcherService, Echo, Handler};
+use tyk_plugin_server::service::DispatcherService;
 use tyk_plugin_server::sink::{LogSink, SinkGuard};
 
 #[derive(Clone, Default)]
@@ -79,7 +80,7 @@ impl TestServer {
 
     pub async fn start_with(
         format: LogFormat,
-        handler: impl Handler,
+        handler: impl Dispatcher,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -154,11 +155,34 @@ impl TestServer {
         String::from_utf8(self.capture.0.lock().unwrap().clone()).unwrap()
     }
 
-    /// JSON-format records with the given `message`.
-    pub async fn json_records(&self, n: u64, message: &str) -> Vec<serde_json::Value> {
-        self.log_after(n)
-            .await
-            .split('\n')
+    /// JSON-format records with the given `message`, once `n` of them arrived.
+    pub async fn json_records(&self, n: usize, message: &str) -> Vec<serde_json::Value> {
+        // Parse again only when the sink wrote more records (a record may be
+        // tens of megabytes).
+        let mut seen = u64::MAX;
+        for _ in 0..1000 {
+            let written = self.sink.written();
+            if written != seen {
+                seen = written;
+                let recs = self.parse_records(message);
+                if recs.len() >= n {
+                    return recs;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let recs = self.parse_records(message);
+        assert!(
+            recs.len() >= n,
+            "only {} of {n} {message:?} records arrived",
+            recs.len()
+        );
+        recs
+    }
+
+    fn parse_records(&self, message: &str) -> Vec<serde_json::Value> {
+        let log = String::from_utf8(self.capture.0.lock().unwrap().clone()).unwrap();
+        log.split('\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
                 serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))

@@ -1,6 +1,7 @@
 //! The Tyk gRPC plugin server as a library: configuration, listeners, the
 //! `coprocess.Dispatcher` service, logging, and a client.
 
+mod cli;
 pub mod client;
 pub mod config;
 pub mod reqlog;
@@ -8,3 +9,6 @@ pub mod server;
 pub mod service;
 pub mod sink;
 pub mod timestamp;
+
+pub use cli::main_with;
+pub use tyk_plugin;

@@ -538,14 +538,18 @@ async fn an_sdk_router_is_served_over_the_socket() {
     let srv = TestServer::start_with(LogFormat::Json, router, |_| {}).await;
     let wire = std::fs::read(support::fixtures_dir().join("pre_petstore.bin")).unwrap();
     let ch = client::connect(&srv.unix).await.unwrap();
-    let reply = client::dispatch_raw(ch.clone(), Bytes::from(wire.clone())).await.unwrap();
+    let reply = client::dispatch_raw(ch.clone(), Bytes::from(wire.clone()))
+        .await
+        .unwrap();
     let obj = Object::decode(&reply[..]).unwrap();
     let req = obj.request.unwrap();
     assert_eq!(req.set_headers["X-Served-By"], "router");
     assert_eq!(req.url, "/pet/findByStatus?status=available");
     // A hook the router does not know is echoed byte for byte.
     let other = std::fs::read(support::fixtures_dir().join("post_json_body.bin")).unwrap();
-    let reply = client::dispatch_raw(ch, Bytes::from(other.clone())).await.unwrap();
+    let reply = client::dispatch_raw(ch, Bytes::from(other.clone()))
+        .await
+        .unwrap();
     assert_eq!(&reply[..], &other[..]);
     srv.stop().await;
 }

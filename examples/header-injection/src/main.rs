@@ -1,0 +1,6 @@
+//! The header-injection example plugin as a server binary (all of tyk-plugin-server's
+//! command line: `serve --listen ...`, `dispatch`, `check-config`).
+
+fn main() -> std::process::ExitCode {
+    tyk_plugin_server::main_with(example_header_injection::router())
+}

@@ -30,12 +30,10 @@ async fn rewrite(mut res: Response) -> Response {
     let is_json = res
         .header("Content-Type")
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if is_json {
-        if let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(res.body()) {
-            body.insert("_served_by".into(), "tyk-plugin".into());
-            let text = serde_json::Value::Object(body).to_string();
-            res.set_body(text);
-        }
+    if is_json && let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(res.body()) {
+        body.insert("_served_by".into(), "tyk-plugin".into());
+        let text = serde_json::Value::Object(body).to_string();
+        res.set_body(text);
     }
     res
 }

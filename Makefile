@@ -50,14 +50,14 @@ test: lint unit doc conformance ## Everything CI runs: formatting, clippy, all t
 
 lint: ## cargo fmt --check and clippy with warnings denied.
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 unit: ## Unit and end-to-end tests (real sockets).
-	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked --workspace --all-features
 
 conformance: ## Independent clients (Python grpcio, grpc-go 1.33 as old gateways dial) against the debug binary.
 	$(CARGO) build --locked -p tyk-plugin-server
 	tests/conformance/run.sh
 
 doc: ## Rustdoc, warnings denied.
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --all-features --no-deps

@@ -237,8 +237,10 @@ impl std::fmt::Debug for Gateway {
 
 const MAX_LOOPS: usize = 5;
 
-/// Tyk's JSON error template.
+/// Tyk's JSON error template; the gateway inserts the message through Go's
+/// `template.JSEscapeString`.
 fn error_body(message: &str) -> Bytes {
+    let message = super::gocompat::js_escape_string(message);
     Bytes::from(format!("{{\n    \"error\": \"{message}\"\n}}"))
 }
 

@@ -139,6 +139,38 @@ fn go_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Go's `template.JSEscapeString`, which the gateway applies to the message
+/// of its JSON error template: `\\ ' "` are backslash-escaped (so an
+/// apostrophe yields `\'`, not valid JSON), `< > & =` and control characters
+/// become `\uXXXX`.
+pub fn js_escape_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' => out.push_str("\\u003C"),
+            '>' => out.push_str("\\u003E"),
+            '&' => out.push_str("\\u0026"),
+            '=' => out.push_str("\\u003D"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
+            // Go keeps printable non-ASCII as is and writes others as \uXXXX.
+            c if !c.is_ascii() && (c.is_control() || is_format_or_unassigned(c)) => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Rough stand-in for "not `unicode.IsPrint`" beyond control characters:
+/// separators other than the ASCII space and format characters.
+fn is_format_or_unassigned(c: char) -> bool {
+    matches!(c, '\u{00a0}' | '\u{00ad}' | '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
 /// Go's `textproto.CanonicalMIMEHeaderKey`: `content-type` ⇒ `Content-Type`.
 /// Keys with characters outside the HTTP token set are returned unchanged.
 pub fn canonical_header_key(key: &str) -> String {
@@ -443,6 +475,24 @@ mod tests {
         assert_eq!(
             go_time_string(1_787_326_787, 123_000_000),
             "2026-08-21 15:39:47.123 +0000 UTC"
+        );
+    }
+}
+
+#[cfg(test)]
+mod js_escape_tests {
+    use super::js_escape_string;
+
+    #[test]
+    fn escapes_like_go_template_js_escape_string() {
+        assert_eq!(
+            js_escape_string(r#"tenant "x" <a&b=c>"#),
+            r#"tenant \"x\" \u003Ca\u0026b\u003Dc\u003E"#
+        );
+        assert_eq!(js_escape_string("it's\\\n"), "it\\'s\\\\\\u000A");
+        assert_eq!(
+            js_escape_string("caf\u{e9} \u{1f600}\u{2028}"),
+            "caf\u{e9} \u{1f600}\\u2028"
         );
     }
 }

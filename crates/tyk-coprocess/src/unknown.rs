@@ -221,6 +221,10 @@ pub fn collect(wire: &[u8]) -> Result<Option<UnknownFields>, WireError> {
             }),
         )
         .map_err(|f| f.into_error(schema))?;
+    if root.is_empty() {
+        // Every unknown field was in a map entry a later one replaced.
+        return Ok(None);
+    }
     Ok(Some(UnknownFields {
         root,
         wrong_wire_type,

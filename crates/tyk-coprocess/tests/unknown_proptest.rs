@@ -424,6 +424,13 @@ fn smap() -> impl Strategy<Value = BTreeMap<String, String>> {
 }
 
 fn access_definition() -> impl Strategy<Value = AccessDefinition> {
+    prop_oneof![
+        1 => Just(AccessDefinition::default()),
+        3 => access_definition_full(),
+    ]
+}
+
+fn access_definition_full() -> impl Strategy<Value = AccessDefinition> {
     (
         text(),
         text(),

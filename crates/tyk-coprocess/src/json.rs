@@ -188,10 +188,10 @@ fn transcode<'a>(
 // Low-level wire reading. Positions are absolute offsets into one buffer;
 // errors carry the offset of the offending item.
 
-type Raw<T> = Result<T, (WireErrorKind, usize)>;
+pub(crate) type Raw<T> = Result<T, (WireErrorKind, usize)>;
 
 #[inline]
-fn read_varint(buf: &[u8], pos: &mut usize, end: usize) -> Raw<u64> {
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize, end: usize) -> Raw<u64> {
     let start = *pos;
     // Fast path: one-byte varints are most tags and lengths.
     if start < end
@@ -221,7 +221,7 @@ fn read_varint(buf: &[u8], pos: &mut usize, end: usize) -> Raw<u64> {
 /// Read a tag; returns (field number, wire type). Wire type 4 is returned to
 /// the caller, which knows whether a group is open.
 #[inline]
-fn read_tag(buf: &[u8], pos: &mut usize, end: usize) -> Raw<(u32, u8)> {
+pub(crate) fn read_tag(buf: &[u8], pos: &mut usize, end: usize) -> Raw<(u32, u8)> {
     let start = *pos;
     let tag = read_varint(buf, pos, end)?;
     let tag = u32::try_from(tag).map_err(|_| (WireErrorKind::FieldNumberOutOfRange, start))?;
@@ -238,7 +238,7 @@ fn read_tag(buf: &[u8], pos: &mut usize, end: usize) -> Raw<(u32, u8)> {
 /// Read the value of wire type 0, 1, 2 or 5; returns its byte range (for
 /// wire type 2 the payload, without the length prefix).
 #[inline]
-fn read_value(buf: &[u8], pos: &mut usize, end: usize, wt: u8) -> Raw<(usize, usize)> {
+pub(crate) fn read_value(buf: &[u8], pos: &mut usize, end: usize, wt: u8) -> Raw<(usize, usize)> {
     let start = *pos;
     match wt {
         0 => {
@@ -267,7 +267,14 @@ fn read_value(buf: &[u8], pos: &mut usize, end: usize, wt: u8) -> Raw<(usize, us
 }
 
 /// Skip the value of an unknown field (groups included, up to `MAX_DEPTH`).
-fn skip_field(buf: &[u8], pos: &mut usize, end: usize, num: u32, wt: u8, depth: usize) -> Raw<()> {
+pub(crate) fn skip_field(
+    buf: &[u8],
+    pos: &mut usize,
+    end: usize,
+    num: u32,
+    wt: u8,
+    depth: usize,
+) -> Raw<()> {
     match wt {
         3 => {
             let start = *pos;
@@ -297,7 +304,7 @@ fn skip_field(buf: &[u8], pos: &mut usize, end: usize, num: u32, wt: u8, depth: 
 /// Whether a field of this kind and cardinality accepts this wire type;
 /// anything else is treated as an unknown field (upb and protobuf-go do so).
 #[inline]
-fn wire_ok(f: &Field, wt: u8) -> bool {
+pub(crate) fn wire_ok(f: &Field, wt: u8) -> bool {
     let natural = f.kind.wire_type();
     wt == natural || (wt == 2 && f.card == Card::Repeated && f.kind.packable())
 }
@@ -350,7 +357,7 @@ fn is_default(kind: Kind, bits: u64, len: usize) -> bool {
 
 /// A map key, normalized so that equal keys compare equal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Key<'b> {
+pub(crate) enum Key<'b> {
     Bytes(&'b [u8]),
     Int(u64),
 }
@@ -395,7 +402,7 @@ fn zigzag64(v: u64) -> i64 {
 }
 
 /// The key of one encoded map entry (last key field wins; absent = default).
-fn entry_key<'b>(buf: &'b [u8], key_kind: Kind, s: usize, e: usize) -> Raw<Key<'b>> {
+pub(crate) fn entry_key<'b>(buf: &'b [u8], key_kind: Kind, s: usize, e: usize) -> Raw<Key<'b>> {
     let want = key_kind.wire_type();
     let mut key = None;
     let mut pos = s;
@@ -1224,7 +1231,7 @@ fn py_repr_from_exp(out: &mut Vec<u8>, s: &[u8]) {
 // ---------------------------------------------------------------------------
 // Slow path: rebuild a canonical encoding (allocates; only for odd input).
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod json;
 mod schema;
+pub mod unknown;
 pub mod wire;
 
 pub use json::{JsonStyle, WireError, WireErrorKind};

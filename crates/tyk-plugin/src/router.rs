@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use prost::Message;
 use tonic::Status;
+use tyk_coprocess::unknown::{self, UnknownFields};
 use tyk_coprocess::wire::scan_summary;
 use tyk_coprocess::{HookType, Object};
 
@@ -236,7 +237,9 @@ impl Dispatcher for Router {
         };
         let router = self.clone();
         Box::pin(async move {
-            let decoded = Object::decode(&object[..]).map_err(|e| {
+            // Keep what our protos do not know (a newer gateway's fields) to
+            // put it back if the handler changes the Object.
+            let (decoded, unknown) = unknown::decode(&object).map_err(|e| {
                 Status::invalid_argument(format!("malformed coprocess.Object: {e}"))
             })?;
             let (hook_type, name) = (decoded.hook_type, decoded.hook_name.clone());
@@ -253,7 +256,7 @@ impl Dispatcher for Router {
                     return Err(Status::internal(format!("plugin handler panicked: {msg}")));
                 }
             };
-            Ok(router.finish(ctx, &object))
+            Ok(router.finish(ctx, &object, unknown.as_ref()))
         })
     }
 }
@@ -261,7 +264,7 @@ impl Dispatcher for Router {
 impl Router {
     /// The safety layer: whatever the handler did, the reply must not break
     /// the gateway. Untouched Objects go back byte for byte.
-    fn finish(&self, ctx: Ctx, original: &Bytes) -> Bytes {
+    fn finish(&self, ctx: Ctx, original: &Bytes, unknown: Option<&UnknownFields>) -> Bytes {
         if !ctx.dirty {
             return original.clone();
         }
@@ -276,7 +279,7 @@ impl Router {
                 );
             }
         }
-        Bytes::from(obj.encode_to_vec())
+        Bytes::from(unknown::encode_with_unknown(&obj, unknown))
     }
 }
 

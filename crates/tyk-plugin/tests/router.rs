@@ -497,3 +497,56 @@ async fn handler_types_with_state_work_too() {
         assert_eq!(o.request.unwrap().set_headers["X-Count"], want);
     }
 }
+
+#[tokio::test]
+async fn unknown_fields_survive_an_edit() {
+    // Unknown fields inside request (field 40) and at the top level (99), as
+    // a newer gateway would send them.
+    let obj = request_object(HookType::Pre, "Edit", "a");
+    let mut request = obj.request.clone().unwrap().encode_to_vec();
+    request.extend_from_slice(&[0xc0, 0x02, 0x07]); // field 40, varint 7
+    let mut wire = Object {
+        request: None,
+        ..obj
+    }
+    .encode_to_vec();
+    prost::encoding::bytes::encode(3, &request, &mut wire);
+    wire.extend_from_slice(&[0x98, 0x06, 0x2a]); // field 99, varint 42
+
+    let router = Router::new().pre("Edit", |mut req: Request| async move {
+        req.set_header("X-Edited", "1");
+        req
+    });
+    let reply = router.dispatch(Bytes::from(wire)).await.unwrap();
+    let decoded = Object::decode(&reply[..]).unwrap();
+    assert_eq!(
+        decoded.request.as_ref().unwrap().set_headers["X-Edited"],
+        "1"
+    );
+    let found = tyk_plugin::coprocess::unknown::collect(&reply)
+        .unwrap()
+        .expect("unknown fields kept");
+    assert_eq!(found.len(), 6, "two 3-byte unknown fields");
+    // In the right places: the top-level one at the end, the nested one
+    // inside request.
+    assert!(reply.ends_with(&[0x98, 0x06, 0x2a]));
+    let req_bytes = {
+        let mut r = &reply[..];
+        let mut found = None;
+        while !r.is_empty() {
+            let (tag, wt) = prost::encoding::decode_key(&mut r).unwrap();
+            if tag == 3 {
+                let len = prost::encoding::decode_varint(&mut r).unwrap() as usize;
+                found = Some(r[..len].to_vec());
+                r = &r[len..];
+            } else {
+                prost::encoding::skip_field(wt, tag, &mut r, Default::default()).unwrap();
+            }
+        }
+        found.unwrap()
+    };
+    assert!(
+        req_bytes.ends_with(&[0xc0, 0x02, 0x07]),
+        "field 40 stays inside request"
+    );
+}

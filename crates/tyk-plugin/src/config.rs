@@ -229,7 +229,7 @@ impl ConfigCache {
     /// ```
     /// use serde::Deserialize;
     /// use tyk_plugin::config::ConfigCache;
-    /// #[derive(Deserialize)]
+    /// #[derive(Debug, Deserialize)]
     /// struct Cfg { upstream: String }
     /// let cache = ConfigCache::new();
     /// let err = cache.get::<Cfg>("api1", Some(r#"{"upstream":5}"#)).unwrap_err();

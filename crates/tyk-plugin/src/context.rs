@@ -504,12 +504,8 @@ impl AuthRequest {
     /// Grants access with `session`; its token is sent as
     /// `metadata["token"]`, which the gateway requires.
     pub fn allow(mut self, session: Session) -> Self {
-        let token = session.token().to_string();
-        let mut state = session.into_state();
-        state.metadata.insert("token".into(), token.clone());
         self.ctx.dirty = true;
-        self.ctx.object.metadata.insert("token".into(), token);
-        self.ctx.object.session = Some(state);
+        session.grant(&mut self.ctx.object);
         self
     }
 

@@ -37,11 +37,13 @@ pub mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use config::{ConfigCache, ConfigError, InvalidConfig};
 pub use context::{AuthRequest, DirectResponse, EditError, Request, RequestView, Response};
 pub use dispatch::{BoxFuture, Dispatcher, Echo};
 pub use error::{ErrorKind, PluginError};
+pub use event::{EventError, EventKind, EventMeta, GatewayEvent};
 pub use hook::{Hook, IntoHookResult};
 pub use router::Router;
-pub use session::Session;
+pub use session::{Session, SessionBuilder, SessionError, SessionView};
 pub use tyk_coprocess as coprocess;
 pub use tyk_coprocess::HookType;

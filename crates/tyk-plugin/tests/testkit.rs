@@ -351,7 +351,11 @@ async fn return_overrides_matrix() {
         Ok(())
     });
     let gw = Gateway::new(p).api(Api::keyless("a").pre("P"));
-    let template = |m: &str| format!("{{\n    \"error\": \"{m}\"\n}}");
+    // The gateway inserts the message through Go's template.JSEscapeString.
+    let template = |m: &str| {
+        let m = tyk_plugin::testkit::gocompat::js_escape_string(m);
+        format!("{{\n    \"error\": \"{m}\"\n}}")
+    };
     let cases: &[(&str, u16, String)] = &[
         ("status=200", 200, r#"{"foo": "bar"}"#.into()),
         ("status=200&response_body=true", 200, "foobar".into()),

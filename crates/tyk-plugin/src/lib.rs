@@ -42,7 +42,7 @@ pub use context::{AuthRequest, DirectResponse, EditError, Request, RequestView, 
 pub use dispatch::{BoxFuture, Dispatcher, Echo};
 pub use error::{ErrorKind, PluginError};
 pub use event::{EventError, EventKind, EventMeta, GatewayEvent};
-pub use hook::{Hook, IntoHookResult};
+pub use hook::{EventHook, Hook, IntoEventResult, IntoHookResult};
 pub use router::Router;
 pub use session::{Session, SessionBuilder, SessionError, SessionView};
 pub use tyk_coprocess as coprocess;

@@ -15,7 +15,8 @@ use tyk_coprocess::{HookType, Object};
 use crate::context::{AuthRequest, Ctx, Request, Response, Shared, no_override};
 use crate::dispatch::{BoxFuture, Dispatcher};
 use crate::error::PluginError;
-use crate::hook::Hook;
+use crate::event::GatewayEvent;
+use crate::hook::{EventHook, Hook};
 
 #[derive(Clone)]
 enum Route {
@@ -70,6 +71,8 @@ struct Slot {
 pub struct Router {
     routes: HashMap<i32, HashMap<String, Slot>>,
     scope: Option<String>,
+    events: HashMap<String, Arc<dyn EventHook>>,
+    any_event: Option<Arc<dyn EventHook>>,
     shared: Arc<Shared>,
     warned: Arc<Mutex<HashSet<Warning>>>,
 }
@@ -147,6 +150,38 @@ impl Router {
             name.into(),
             Route::Response(Arc::new(handler)),
         )
+    }
+
+    /// Handles events sent to the event handler named `handler_name` (the
+    /// `handler_meta.name` of a `cp_dynamic_handler` in the API definition).
+    ///
+    /// # Panics
+    ///
+    /// When `handler_name` is registered twice.
+    pub fn event(mut self, handler_name: impl Into<String>, handler: impl EventHook) -> Self {
+        let name = handler_name.into();
+        if self
+            .events
+            .insert(name.clone(), Arc::new(handler))
+            .is_some()
+        {
+            panic!("tyk_plugin::Router: an event handler named {name:?} is registered twice");
+        }
+        self
+    }
+
+    /// Handles events whose handler name has no handler of its own.
+    ///
+    /// # Panics
+    ///
+    /// When called twice.
+    pub fn any_event(mut self, handler: impl EventHook) -> Self {
+        assert!(
+            self.any_event.is_none(),
+            "tyk_plugin::Router: any_event is registered twice"
+        );
+        self.any_event = Some(Arc::new(handler));
+        self
     }
 
     /// Registers the routes `f` adds for API `api_id` only; they take
@@ -257,6 +292,40 @@ impl Dispatcher for Router {
                 }
             };
             Ok(router.finish(ctx, &object, unknown.as_ref()))
+        })
+    }
+
+    fn dispatch_event(&self, payload: String) -> BoxFuture<Result<(), Status>> {
+        let event = match GatewayEvent::parse(&payload) {
+            Ok(event) => event,
+            Err(e) => {
+                // Events are fire-and-forget: the gateway only logs errors.
+                tracing::warn!(error = %e, "ignoring an event payload that cannot be decoded");
+                return Box::pin(std::future::ready(Ok(())));
+            }
+        };
+        let Some(handler) = self
+            .events
+            .get(&event.handler_name)
+            .or(self.any_event.as_ref())
+            .cloned()
+        else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        Box::pin(async move {
+            let name = event.handler_name.clone();
+            match AssertUnwindSafe(handler.call(event)).catch_unwind().await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::warn!(handler_name = name, error = %e, "event handler failed");
+                    Err(e.into())
+                }
+                Err(panic) => {
+                    let msg = panic_message(&*panic);
+                    tracing::error!(handler_name = name, panic = msg, "event handler panicked");
+                    Err(Status::internal(format!("event handler panicked: {msg}")))
+                }
+            }
         })
     }
 }

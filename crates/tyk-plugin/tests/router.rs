@@ -550,3 +550,47 @@ async fn unknown_fields_survive_an_edit() {
         "field 40 stays inside request"
     );
 }
+
+#[tokio::test]
+async fn events_are_routed_by_handler_name() {
+    use std::sync::{Arc, Mutex};
+    use tyk_plugin::{EventKind, GatewayEvent};
+    let seen: Arc<Mutex<Vec<(String, EventKind)>>> = Default::default();
+    let (a, b) = (seen.clone(), seen.clone());
+    let router = Router::new()
+        .event("on_auth_failure", move |e: GatewayEvent| {
+            let a = a.clone();
+            async move { a.lock().unwrap().push(("named".into(), e.kind)) }
+        })
+        .any_event(move |e: GatewayEvent| {
+            let b = b.clone();
+            async move {
+                b.lock()
+                    .unwrap()
+                    .push((format!("any:{}", e.handler_name), e.kind));
+                Err::<(), _>(PluginError::internal("sink down"))
+            }
+        });
+    let payload = |handler: &str, kind: &str| {
+        serde_json::json!({"message": {"Type": kind, "Meta": {}, "TimeStamp": ""}, "handler_name": handler, "spec": {"APIID": "1"}})
+            .to_string()
+    };
+    router
+        .dispatch_event(payload("on_auth_failure", "AuthFailure"))
+        .await
+        .unwrap();
+    let err = router
+        .dispatch_event(payload("other", "KeyExpired"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Internal);
+    // Not an event at all: logged and ignored, never an error.
+    router.dispatch_event("not json".into()).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ("named".to_string(), EventKind::AuthFailure),
+            ("any:other".to_string(), EventKind::KeyExpired)
+        ]
+    );
+}

@@ -553,3 +553,46 @@ async fn an_sdk_router_is_served_over_the_socket() {
     assert_eq!(&reply[..], &other[..]);
     srv.stop().await;
 }
+
+/// The emulator plays the gateway against this server over real sockets,
+/// with an SDK router inside: request edits reach the upstream, a response
+/// hook rewrites the answer, and unrouted hooks pass through.
+#[tokio::test]
+async fn the_gateway_emulator_drives_the_server_over_tcp_and_unix() {
+    use tyk_plugin::testkit::{Api, Gateway};
+    use tyk_plugin::{Request, Response, Router};
+    let router = Router::new()
+        .pre("AddHeader", |mut req: Request| async move {
+            req.set_header("X-From-Plugin", "1")
+                .set_param("added", "yes");
+            req
+        })
+        .response("Rewrite", |mut res: Response| async move {
+            res.set_body("rewritten").set_header("X-Rewritten", "1");
+            res
+        });
+    let srv = TestServer::start_with(LogFormat::Json, router, |_| {}).await;
+    for target in [srv.tcp.clone(), srv.unix.clone()] {
+        let gw = Gateway::connect(&target).await.unwrap().api(
+            Api::keyless("api1")
+                .listen_path("/api/")
+                .pre("AddHeader")
+                .post("Unrouted")
+                .response("Rewrite"),
+        );
+        let res = gw.get("/api/things?x=1").await.unwrap();
+        assert_eq!(res.status(), 200, "{target}: {}", res.body_str());
+        assert_eq!(res.body_str(), "rewritten");
+        assert_eq!(res.header("X-Rewritten"), Some("1"));
+        assert_eq!(res.header("Content-Length"), Some("9"));
+        let up = res.upstream_request().unwrap();
+        assert_eq!(up.headers()["X-From-Plugin"], "1");
+        assert_eq!(up.uri().query(), Some("added=yes&x=1"));
+        assert_eq!(
+            res.exchanges().len(),
+            3,
+            "pre, post and response hooks were dispatched"
+        );
+    }
+    srv.stop().await;
+}

@@ -5,9 +5,11 @@
 //! * [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 //! * [`json`]: wire bytes → canonical proto3 JSON (Python `MessageToJson`),
 //!   streaming, without decoding into structs.
+//! * [`client`]: a raw-bytes Dispatcher client (TCP and Unix sockets).
 //! * [`codec`]: a tonic codec that moves messages as bytes (zero-copy echo).
 //! * [`wire`]: cheap scans of encoded messages.
 
+pub mod client;
 pub mod codec;
 pub mod json;
 mod schema;

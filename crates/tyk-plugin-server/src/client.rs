@@ -4,117 +4,16 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
-use tyk_coprocess::codec::RawCodec;
-use tyk_coprocess::{Event, HookType, MiniRequestObject, Object, ResponseObject, ReturnOverrides};
+use tyk_coprocess::{HookType, MiniRequestObject, Object, ResponseObject, ReturnOverrides};
 
-use crate::service::paths;
+pub use tyk_coprocess::client::{ClientError, connect, dispatch_event, dispatch_raw};
 
-/// Errors of the client.
+/// The input JSON is not a valid Object.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The target address is not usable.
-    #[error("invalid target {0:?}: use host:port, tcp://host:port or unix:///path.sock")]
-    Target(String),
-    /// No server answered.
-    #[error("cannot connect to {target}: {source}")]
-    Connect {
-        /// Where.
-        target: String,
-        /// Why.
-        source: tonic::transport::Error,
-    },
-    /// The server answered with a gRPC error.
-    #[error("the server answered {}: {}", .0.code(), .0.message())]
-    Status(#[from] Status),
-    /// The input JSON is not a valid Object/Event.
-    #[error("invalid {what} JSON: {reason}")]
-    Json {
-        /// Which message.
-        what: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Connects to a Dispatcher at `target` (`host:port`, `tcp://host:port` or
-/// `unix:///path.sock`).
-pub async fn connect(target: &str) -> Result<Channel, ClientError> {
-    let endpoint_err = |_| ClientError::Target(target.to_string());
-    let connect_err = |source| ClientError::Connect {
-        target: target.to_string(),
-        source,
-    };
-    if let Some(path) = target.strip_prefix("unix://") {
-        if !path.starts_with('/') {
-            return Err(ClientError::Target(target.to_string()));
-        }
-        let path = path.to_string();
-        // The authority is not used to connect; "localhost" is what grpc-go
-        // sends for unix targets.
-        return Endpoint::try_from("http://localhost")
-            .map_err(endpoint_err)?
-            .connect_with_connector(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .map_err(connect_err);
-    }
-    let hostport = target.strip_prefix("tcp://").unwrap_or(target);
-    if hostport.contains("://") || !hostport.contains(':') {
-        return Err(ClientError::Target(target.to_string()));
-    }
-    Endpoint::from_shared(format!("http://{hostport}"))
-        .map_err(endpoint_err)?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(connect_err)
-}
-
-/// Sends an encoded Object to `Dispatch` and returns the encoded reply.
-pub async fn dispatch_raw(channel: Channel, object: Bytes) -> Result<Bytes, ClientError> {
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let reply = grpc
-        .unary(
-            Request::new(object),
-            PathAndQuery::from_static(paths::DISPATCH),
-            RawCodec,
-        )
-        .await?;
-    Ok(reply.into_inner())
-}
-
-/// Sends an event payload to `DispatchEvent`.
-pub async fn dispatch_event(channel: Channel, payload: String) -> Result<(), ClientError> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let body = Bytes::from(Event { payload }.encode_to_vec());
-    grpc.unary(
-        Request::new(body),
-        PathAndQuery::from_static(paths::DISPATCH_EVENT),
-        RawCodec,
-    )
-    .await?;
-    Ok(())
-}
+#[error("invalid coprocess.Object JSON: {0}")]
+pub struct JsonError(String);
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(tyk_coprocess::FILE_DESCRIPTOR_SET)
@@ -128,14 +27,11 @@ fn descriptor(name: &str) -> MessageDescriptor {
 
 /// Parses an Object written as proto3 JSON (what the server logs, or what
 /// protobuf's `MessageToJson` prints) and encodes it.
-pub fn object_from_json(json: &str) -> Result<Bytes, ClientError> {
+pub fn object_from_json(json: &str) -> Result<Bytes, JsonError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let msg = DynamicMessage::deserialize(descriptor("coprocess.Object"), &mut de)
         .and_then(|m| de.end().map(|()| m))
-        .map_err(|e| ClientError::Json {
-            what: "coprocess.Object",
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| JsonError(e.to_string()))?;
     Ok(Bytes::from(msg.encode_to_vec()))
 }
 

@@ -67,10 +67,9 @@ impl DispatcherService {
 
 /// gRPC method paths.
 pub mod paths {
-    /// `Dispatch`.
-    pub const DISPATCH: &str = "/coprocess.Dispatcher/Dispatch";
-    /// `DispatchEvent`.
-    pub const DISPATCH_EVENT: &str = "/coprocess.Dispatcher/DispatchEvent";
+    pub use tyk_coprocess::client::{
+        DISPATCH_EVENT_PATH as DISPATCH_EVENT, DISPATCH_PATH as DISPATCH,
+    };
 }
 
 impl NamedService for DispatcherService {

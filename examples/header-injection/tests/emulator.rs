@@ -4,15 +4,11 @@
 use bytes::Bytes;
 use tyk_plugin::testkit::{Api, Gateway};
 
+/// The example's classic and OAS definitions.
 fn apis() -> Vec<Api> {
-    let load = |f: &str| -> serde_json::Value {
-        let path = format!("{}/apidef/{f}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
-    vec![
-        Api::from_classic_json(&load("classic.json")).unwrap(),
-        Api::from_oas_json(&load("oas.json")).unwrap(),
-    ]
+    ["classic.json", "oas.json"]
+        .map(|f| Api::load(format!("{}/apidef/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+        .into()
 }
 
 #[tokio::test]

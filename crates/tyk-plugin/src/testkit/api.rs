@@ -465,6 +465,14 @@ pub enum ApiDefError {
     /// A feature the emulator does not implement.
     #[error("API definition: {0} is not supported by the emulator")]
     Unsupported(String),
+    /// The file cannot be read or is not JSON.
+    #[error("API definition {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -559,6 +567,23 @@ fn oas_hooks(mw: &Value, plural: &str, singular: &str) -> Vec<Hook> {
 }
 
 impl Api {
+    /// Loads a definition file: Tyk OAS when it has `x-tyk-api-gateway`,
+    /// classic otherwise.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Api, ApiDefError> {
+        let path = path.as_ref();
+        let file_err = |reason: String| ApiDefError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let def: Value = serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+        if def.get("x-tyk-api-gateway").is_some() {
+            Api::from_oas_json(&def)
+        } else {
+            Api::from_classic_json(&def)
+        }
+    }
+
     /// Loads a classic (Tyk "apidef") JSON definition: `api_id`, `org_id`,
     /// `name`, `proxy.listen_path`/`strip_listen_path`, `use_keyless`,
     /// `custom_plugin_auth_enabled`/`enable_coprocess_auth`, `auth_configs`,

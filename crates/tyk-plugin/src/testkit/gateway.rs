@@ -893,13 +893,22 @@ impl Gateway {
                 req.token = t.clone();
             }
         }
+        // The key the gateway logs and reports for this reply: the reply's
+        // session token, empty without a session (e.g. every Pre hook) —
+        // not the token the client presented.
+        let reply_token = reply
+            .session
+            .as_ref()
+            .and_then(|s| s.metadata.get("token"))
+            .cloned()
+            .unwrap_or_default();
         // 8.–10. return overrides
         let mut body = ro.response_body.clone();
         if !ro.response_error.is_empty() {
             body = ro.response_error.clone();
         }
         if ro.response_code >= 400 && !ro.override_error {
-            self.fire(api, "AuthFailure", "Auth Failure", req, ctx)
+            self.fire_with_key(api, "AuthFailure", "Auth Failure", req, &reply_token, ctx)
                 .await;
             let msg = if body.is_empty() {
                 "Key not authorised"
@@ -1195,8 +1204,23 @@ impl Gateway {
         }))
     }
 
-    /// Records an event and sends it to the API's `cp_dynamic_handler`s.
+    /// Records an event and sends it to the API's `cp_dynamic_handler`s,
+    /// with the request's token as the key.
     async fn fire(&self, api: &Api, event_type: &str, message: &str, req: &Req, ctx: &mut Ctx) {
+        self.fire_with_key(api, event_type, message, req, &req.token, ctx)
+            .await;
+    }
+
+    /// [`fire`](Self::fire) with an explicit `Meta.Key`.
+    async fn fire_with_key(
+        &self,
+        api: &Api,
+        event_type: &str,
+        message: &str,
+        req: &Req,
+        key: &str,
+        ctx: &mut Ctx,
+    ) {
         let message = serde_json::json!({
             "Type": event_type,
             "Meta": {
@@ -1204,7 +1228,7 @@ impl Gateway {
                 "OriginatingRequest": req.original,
                 "Path": req.url.decoded_path(),
                 "Origin": "127.0.0.1",
-                "Key": req.token,
+                "Key": key,
             },
             "TimeStamp": gocompat::go_time_string(self.clock.now(), self.clock.nanos()),
         });

@@ -69,32 +69,17 @@ impl Ctx {
     }
 
     fn respond(&mut self, r: DirectResponse) {
-        let raw = r.status.as_u16() >= 400;
+        // Without override_error a status of 400 and above goes through Tyk's
+        // error template; a plain direct response means exactly this body.
+        let override_error = !r.template && r.status.as_u16() >= 400;
         let ro = self.overrides_mut();
         *ro = ReturnOverrides {
             response_code: i32::from(r.status.as_u16()),
             // response_error would overwrite response_body.
             response_error: String::new(),
             headers: r.headers,
-            // Without override_error a status of 400 and above goes through
-            // Tyk's error template; a direct response means this body.
-            override_error: raw,
+            override_error,
             response_body: r.body,
-        };
-    }
-
-    fn error(&mut self, status: StatusCode, message: String) {
-        assert!(
-            status.as_u16() >= 400,
-            "an error response needs a status of 400 or above, got {status}; use respond() for others"
-        );
-        let ro = self.overrides_mut();
-        *ro = ReturnOverrides {
-            response_code: i32::from(status.as_u16()),
-            response_error: String::new(),
-            headers: std::mem::take(&mut ro.headers),
-            override_error: false,
-            response_body: message,
         };
     }
 }
@@ -209,6 +194,13 @@ impl<'a> RequestView<'a> {
         &self.req().raw_body
     }
 
+    /// The `body` text exactly as the gateway sent it: the body when it is
+    /// UTF-8 and the hook is not `raw_body_only`, else empty. Informational:
+    /// [`body`](Self::body) is the real body.
+    pub fn body_text(&self) -> &'a str {
+        &self.req().body
+    }
+
     /// The request body as text, when it is UTF-8.
     pub fn body_str(&self) -> Option<&'a str> {
         std::str::from_utf8(self.body()).ok()
@@ -254,12 +246,15 @@ fn body_text(bytes: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// A response the gateway writes instead of calling the upstream.
+/// A response the gateway writes instead of calling the upstream: either a
+/// body written verbatim ([`new`](Self::new)) or Tyk's JSON error template
+/// ([`error`](Self::error)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectResponse {
     status: StatusCode,
     headers: BTreeMap<String, String>,
     body: String,
+    template: bool,
 }
 
 impl DirectResponse {
@@ -277,6 +272,28 @@ impl DirectResponse {
             status,
             headers: BTreeMap::new(),
             body: String::new(),
+            template: false,
+        }
+    }
+
+    /// An error through Tyk's JSON error template, `{"error": "<message>"}`
+    /// (the gateway sets `Content-Type` and fires an `AuthFailure` event).
+    /// The gateway escapes the message with Go's `JSEscapeString`; released
+    /// gateways turn an apostrophe into `\'`, which is not valid JSON, so
+    /// avoid apostrophes.
+    ///
+    /// # Panics
+    ///
+    /// When `status` is below 400.
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        assert!(
+            status.as_u16() >= 400,
+            "an error response needs a status of 400 or above, got {status}; use DirectResponse::new for others"
+        );
+        Self {
+            template: true,
+            body: message.into(),
+            ..Self::new(status)
         }
     }
 
@@ -473,8 +490,9 @@ impl Request {
     }
 
     /// Answers the request directly: the upstream is not called and later
-    /// hooks do not run. Any status (a 4xx/5xx body is written verbatim, not
-    /// through Tyk's error template).
+    /// hooks do not run. A [`DirectResponse::new`] body is written verbatim at
+    /// any status; a [`DirectResponse::error`] goes through Tyk's error
+    /// template.
     pub fn respond(mut self, response: DirectResponse) -> Self {
         self.ctx.respond(response);
         self
@@ -487,9 +505,8 @@ impl Request {
     /// # Panics
     ///
     /// When `status` is below 400.
-    pub fn error(mut self, status: StatusCode, message: impl Into<String>) -> Self {
-        self.ctx.error(status, message.into());
-        self
+    pub fn error(self, status: StatusCode, message: impl Into<String>) -> Self {
+        self.respond(DirectResponse::error(status, message))
     }
 }
 
@@ -515,13 +532,12 @@ impl AuthRequest {
     /// # Panics
     ///
     /// When `status` is below 400.
-    pub fn deny(mut self, status: StatusCode, message: impl Into<String>) -> Self {
-        self.ctx.error(status, message.into());
-        self.ctx.object.session = None;
-        self
+    pub fn deny(self, status: StatusCode, message: impl Into<String>) -> Self {
+        self.respond(DirectResponse::error(status, message))
     }
 
-    /// Answers directly, without the error template.
+    /// Answers directly: a verbatim body, or an error through the template
+    /// ([`DirectResponse::error`], e.g. with a `WWW-Authenticate` header).
     pub fn respond(mut self, response: DirectResponse) -> Self {
         self.ctx.respond(response);
         self.ctx.object.session = None;

@@ -461,7 +461,7 @@ async fn raw_body_only_hooks_get_an_empty_body_string() {
     let router = Router::new()
         .any_event(|_e: GatewayEvent| async {})
         .pre("Look", move |req: Request| {
-            let body = req.object().request.as_ref().unwrap().body.clone();
+            let body = req.view().body_text().to_string();
             s1.calls
                 .lock()
                 .unwrap()

@@ -69,15 +69,9 @@ async fn test_pre_hook2(req: Request) -> Request {
     let Some(content_type) = req.header("Content-Type").map(str::to_owned) else {
         return reject(req, "Content Type field not found");
     };
-    // The SDK reads the body from `raw_body` (`body()`); the gateway's
-    // informational `body` string (empty for non-UTF-8 bodies and
-    // raw_body_only hooks) has no typed accessor, and that string is what
-    // this hook is about: read it from the received Object (read only).
-    let body_string_empty = req
-        .object()
-        .request
-        .as_ref()
-        .is_none_or(|r| r.body.is_empty());
+    // This hook is about the gateway's informational `body` string (empty
+    // for non-UTF-8 bodies and raw_body_only hooks), not the real body.
+    let body_string_empty = req.view().body_text().is_empty();
     let raw_body_empty = req.body().is_empty();
     if content_type.contains("json") {
         if body_string_empty {

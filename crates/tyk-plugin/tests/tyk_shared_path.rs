@@ -203,17 +203,7 @@ async fn override_typed(mut req: Request) -> Request {
     };
     let raw = req.query("override").is_some_and(|o| !o.is_empty());
     if status.as_u16() >= 400 && !raw {
-        // The SDK has no typed way to add headers to an error-template
-        // response; `error()` keeps `return_overrides.headers`, so set it raw.
-        if let Some(ro) = req
-            .object_mut()
-            .request
-            .as_mut()
-            .and_then(|r| r.return_overrides.as_mut())
-        {
-            ro.headers.insert("X-Foo".into(), "Bar".into());
-        }
-        req.error(status, body)
+        req.respond(DirectResponse::error(status, body).header("X-Foo", "Bar"))
     } else {
         req.respond(
             DirectResponse::new(status)

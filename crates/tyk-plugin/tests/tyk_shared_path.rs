@@ -188,7 +188,7 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// P10 `MyRequestHook` with typed edits.
-async fn override_typed(mut req: Request) -> Request {
+async fn override_typed(req: Request) -> Request {
     let Some(status) = req
         .query("status")
         .and_then(|s| s.parse::<u16>().ok())

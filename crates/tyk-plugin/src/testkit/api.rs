@@ -154,6 +154,69 @@ pub enum Auth {
     },
 }
 
+/// `base_identity_provided_by`: which of several auth methods of an API
+/// supplies the request's session (Tyk's `AuthTypeEnum`).
+///
+/// Every auth method runs and must pass; only the one named here (any
+/// method when unset) makes its session the request's session — the one
+/// later checks, hooks and `$tyk_meta.*` see, and the one custom auth
+/// stores. The emulator has custom auth and standard token auth; any other
+/// method ([`BaseIdentity::Other`]) leaves the request without a session,
+/// except for an ID-extractor cache hit, which the gateway always adopts.
+///
+/// ```
+/// # use tyk_plugin::testkit::BaseIdentity;
+/// assert_eq!(BaseIdentity::from_name("auth_token"), BaseIdentity::AuthToken);
+/// assert_eq!(BaseIdentity::from_name(""), BaseIdentity::Unset);
+/// assert_eq!(BaseIdentity::CustomAuth.as_str(), "custom_auth");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BaseIdentity {
+    /// `""` (the default): every auth method sets the session; the last one
+    /// in the chain wins.
+    #[default]
+    Unset,
+    /// `auth_token`: standard token auth.
+    AuthToken,
+    /// `custom_auth`: the custom plugin auth hook.
+    CustomAuth,
+    /// Another method (`jwt_claim`, `hmac_key`, `basic_auth_user`,
+    /// `oidc_user`, `oauth_key`, …), none of which the emulator runs.
+    Other(String),
+}
+
+impl BaseIdentity {
+    /// The setting for a `base_identity_provided_by` value.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "" => BaseIdentity::Unset,
+            "auth_token" => BaseIdentity::AuthToken,
+            "custom_auth" => BaseIdentity::CustomAuth,
+            other => BaseIdentity::Other(other.to_string()),
+        }
+    }
+
+    /// The `base_identity_provided_by` value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BaseIdentity::Unset => "",
+            BaseIdentity::AuthToken => "auth_token",
+            BaseIdentity::CustomAuth => "custom_auth",
+            BaseIdentity::Other(name) => name,
+        }
+    }
+
+    /// Whether the custom auth hook's session becomes the request's session.
+    pub(crate) fn custom_auth_sets_session(&self) -> bool {
+        matches!(self, BaseIdentity::Unset | BaseIdentity::CustomAuth)
+    }
+
+    /// Whether the standard token auth's session becomes the request's session.
+    pub(crate) fn token_auth_sets_session(&self) -> bool {
+        matches!(self, BaseIdentity::Unset | BaseIdentity::AuthToken)
+    }
+}
+
 /// A path rule (`extended_paths`): matched against the path below the listen
 /// path, as a prefix; `{name}` segments match anything but `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +276,11 @@ pub struct Api {
     pub(crate) strip_listen_path: bool,
     pub(crate) auth: Auth,
     pub(crate) auth_header: String,
+    pub(crate) standard_auth: bool,
+    pub(crate) token_header: Option<String>,
+    pub(crate) base_identity: BaseIdentity,
+    pub(crate) response_headers: Vec<(String, String)>,
+    pub(crate) response_headers_remove: Vec<String>,
     pub(crate) pre: Vec<Hook>,
     pub(crate) post_key_auth: Vec<Hook>,
     pub(crate) post: Vec<Hook>,
@@ -236,6 +304,11 @@ impl Api {
             strip_listen_path: true,
             auth,
             auth_header: "Authorization".into(),
+            standard_auth: false,
+            token_header: None,
+            base_identity: BaseIdentity::Unset,
+            response_headers: Vec::new(),
+            response_headers_remove: Vec::new(),
             pre: Vec::new(),
             post_key_auth: Vec::new(),
             post: Vec::new(),
@@ -321,6 +394,71 @@ impl Api {
     pub fn auth_header(mut self, name: impl Into<String>) -> Self {
         self.auth_header = name.into();
         self
+    }
+
+    /// `use_standard_auth`: on a custom-auth API, standard token auth runs
+    /// too, after the auth hook (spec §3.1). Both must pass; which session
+    /// the request gets is [`Api::base_identity_provided_by`]. Without
+    /// custom auth (or with a disabled `auth_check`) token auth runs anyway.
+    pub fn use_standard_auth(mut self, enabled: bool) -> Self {
+        self.standard_auth = enabled;
+        self
+    }
+
+    /// The header standard token auth reads the key from
+    /// (`auth_configs.authToken.auth_header_name`); defaults to
+    /// [`Api::auth_header`]. Needed when custom auth and token auth run
+    /// side by side with different headers.
+    pub fn token_header(mut self, name: impl Into<String>) -> Self {
+        self.token_header = Some(name.into());
+        self
+    }
+
+    /// `base_identity_provided_by`: which auth method's session the request
+    /// gets when several run (see [`BaseIdentity`]).
+    pub fn base_identity_provided_by(mut self, base: BaseIdentity) -> Self {
+        self.base_identity = base;
+        self
+    }
+
+    /// A global response header (`global_response_headers` of the API's
+    /// version): set on every proxied response before Response hooks run.
+    /// `$tyk_meta.<key>` in `value` is replaced by that metadata entry of
+    /// the request's session (empty when the key or the session is missing).
+    pub fn global_response_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.response_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A header removed from every proxied response
+    /// (`global_response_headers_remove`), before the global ones are set.
+    pub fn remove_global_response_header(mut self, name: impl Into<String>) -> Self {
+        self.response_headers_remove.push(name.into());
+        self
+    }
+
+    /// The header standard token auth reads the key from.
+    pub fn get_token_header(&self) -> &str {
+        self.token_header.as_deref().unwrap_or(&self.auth_header)
+    }
+
+    /// The `base_identity_provided_by` setting.
+    pub fn get_base_identity(&self) -> &BaseIdentity {
+        &self.base_identity
+    }
+
+    /// Whether standard token auth runs on this API (alone, or after custom
+    /// auth with `use_standard_auth`).
+    pub fn runs_token_auth(&self) -> bool {
+        match &self.auth {
+            Auth::Keyless => false,
+            Auth::Token => true,
+            Auth::Custom { hook, .. } => hook.disabled || self.standard_auth,
+        }
     }
 
     /// Sets the ID extractor (custom auth only; ignored otherwise).
@@ -532,6 +670,35 @@ fn extractor(
     Ok(IdExtractor { from, with })
 }
 
+/// The header standard token auth reads: `auth_configs.authToken`, or the
+/// deprecated `auth` when that entry is absent (Tyk copies `auth` into
+/// `auth_configs.authToken` only when it is missing); `None` = the default
+/// `Authorization`.
+fn classic_token_header(def: &Value) -> Option<&str> {
+    match get(def, &["auth_configs", "authToken"]) {
+        Some(cfg) => s(cfg, &["auth_header_name"]),
+        None => s(def, &["auth", "auth_header_name"]),
+    }
+    .filter(|h| !h.is_empty())
+}
+
+/// The version a request without version information gets (Tyk's
+/// `GetSingleOrDefaultVersion`): the only one, else `default_version` on a
+/// versioned API, else one named `Default`, `default` or `""`.
+fn classic_default_version(def: &Value) -> Option<&Value> {
+    let versions = get(def, &["version_data", "versions"]).and_then(Value::as_object)?;
+    if versions.len() == 1 {
+        return versions.values().next();
+    }
+    let default = s(def, &["version_data", "default_version"]).unwrap_or("");
+    if !b(def, &["version_data", "not_versioned"]) && !default.is_empty() {
+        return versions.get(default);
+    }
+    ["Default", "default", ""]
+        .iter()
+        .find_map(|name| versions.get(*name))
+}
+
 fn classic_hooks(v: &Value, key: &str) -> Vec<Hook> {
     get(v, &["custom_middleware", key])
         .and_then(Value::as_array)
@@ -586,11 +753,16 @@ impl Api {
 
     /// Loads a classic (Tyk "apidef") JSON definition: `api_id`, `org_id`,
     /// `name`, `proxy.listen_path`/`strip_listen_path`, `use_keyless`,
-    /// `custom_plugin_auth_enabled`/`enable_coprocess_auth`, `auth_configs`,
+    /// `custom_plugin_auth_enabled`/`enable_coprocess_auth`, `auth_configs`
+    /// (`coprocess`, `authToken`; the deprecated `auth`), `use_standard_auth`,
+    /// `base_identity_provided_by`,
     /// `custom_middleware` (hooks, `auth_check`, `id_extractor`),
     /// `config_data`(`_disabled`), `custom_middleware_bundle`,
-    /// `event_handlers` (`cp_dynamic_handler`), and of every version's
-    /// `extended_paths`: `ignored`, `url_rewrites`, `method_transforms`.
+    /// `event_handlers` (`cp_dynamic_handler`), of every version's
+    /// `extended_paths`: `ignored`, `url_rewrites`, `method_transforms`, and
+    /// of the version a request without version information gets (the only
+    /// one, else the default): `global_response_headers`(`_remove`,
+    /// `_disabled`).
     pub fn from_classic_json(def: &Value) -> Result<Api, ApiDefError> {
         let api_id = s(def, &["api_id"]).ok_or(ApiDefError::Missing("api_id"))?;
         let custom = b(def, &["custom_plugin_auth_enabled"]) || b(def, &["enable_coprocess_auth"]);
@@ -642,14 +814,42 @@ impl Api {
             api.listen_path = lp.to_string();
         }
         api.strip_listen_path = b(def, &["proxy", "strip_listen_path"]);
-        let header = if custom {
-            s(def, &["auth_configs", "coprocess", "auth_header_name"])
+        let token_header = classic_token_header(def).unwrap_or("Authorization");
+        if custom {
+            if let Some(h) = s(def, &["auth_configs", "coprocess", "auth_header_name"])
+                .filter(|h| !h.is_empty())
+            {
+                api.auth_header = h.to_string();
+            }
+            api.token_header = Some(token_header.to_string());
         } else {
-            s(def, &["auth_configs", "authToken", "auth_header_name"])
-                .or_else(|| s(def, &["auth", "auth_header_name"]))
-        };
-        if let Some(h) = header.filter(|h| !h.is_empty()) {
-            api.auth_header = h.to_string();
+            api.auth_header = token_header.to_string();
+        }
+        api.standard_auth = b(def, &["use_standard_auth"]);
+        api.base_identity =
+            BaseIdentity::from_name(s(def, &["base_identity_provided_by"]).unwrap_or(""));
+        if let Some(version) = classic_default_version(def)
+            .filter(|v| !b(v, &["global_response_headers_disabled"]))
+        {
+            api.response_headers_remove = version
+                .get("global_response_headers_remove")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            if let Some(headers) = version
+                .get("global_response_headers")
+                .and_then(Value::as_object)
+            {
+                for (name, value) in headers {
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| invalid("global_response_headers", "values must be strings"))?;
+                    api.response_headers.push((name.clone(), value.to_string()));
+                }
+            }
         }
         api.pre = classic_hooks(def, "pre");
         api.post_key_auth = classic_hooks(def, "post_key_auth");

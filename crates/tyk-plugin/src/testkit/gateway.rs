@@ -546,6 +546,13 @@ impl Gateway {
                 {
                     return Ok(r);
                 }
+                // `use_standard_auth`: token auth is chained after the auth
+                // hook (§3.1); both must pass.
+                if api.standard_auth
+                    && let Some(r) = self.token_auth(api, req, ctx).await
+                {
+                    return Ok(r);
+                }
             }
             _ => {
                 if let Some(r) = self.token_auth(api, req, ctx).await {
@@ -632,6 +639,8 @@ impl Gateway {
             }
             self.proxy(req, ctx)?
         };
+        // Built-in response processors run before Response hooks (§3.1 step 9).
+        apply_global_response_headers(api, req, &mut resp);
         for hook in api.response.iter().filter(|h| !h.disabled) {
             match self.response_hook(api, hook, req, &resp, ctx).await? {
                 Ok(next) => resp = next,
@@ -1019,17 +1028,23 @@ impl Gateway {
             session.quota_renews = stored.quota_renews;
             session.quota_remaining = stored.quota_remaining;
         }
-        let session = normalize(session);
-        st.keys.insert(key.clone(), session.clone());
-        drop(st);
-        req.token = token;
-        req.session = Some((key, session));
+        // §3.5 step 5: only the base identity's session is adopted (and
+        // stored); otherwise the plugin's session only proved the request.
+        if api.base_identity.custom_auth_sets_session() {
+            let session = normalize(session);
+            st.keys.insert(key.clone(), session.clone());
+            drop(st);
+            req.token = token;
+            req.session = Some((key, session));
+        }
         Ok(None)
     }
 
-    /// Standard token auth against the key store.
+    /// Standard token auth against the key store, reading
+    /// [`Api::get_token_header`]; the key's session becomes the request's
+    /// session unless another method is the base identity.
     async fn token_auth(&self, api: &Api, req: &mut Req, ctx: &mut Ctx) -> Option<Resp> {
-        let Some(token) = first(&req.headers, &api.auth_header).map(strip_bearer) else {
+        let Some(token) = first(&req.headers, api.get_token_header()).map(strip_bearer) else {
             self.fire(api, "AuthFailure", "Auth Failure", req, ctx)
                 .await;
             return Some(Resp::error(
@@ -1040,7 +1055,7 @@ impl Gateway {
         };
         let found = self.lock().keys.get(&token).cloned();
         let Some(mut session) = found else {
-            self.fire(api, "AuthFailure", "Auth Failure", req, ctx)
+            self.fire_with_key(api, "AuthFailure", "Auth Failure", req, &token, ctx)
                 .await;
             return Some(Resp::error(
                 403,
@@ -1052,8 +1067,10 @@ impl Gateway {
         if apply_policies(&mut session, |id| policies.get(id).cloned()).is_err() {
             return Some(Resp::error(403, "Forbidden", &BTreeMap::new()));
         }
-        req.token = token.clone();
-        req.session = Some((token, session));
+        if api.base_identity.token_auth_sets_session() {
+            req.token = token.clone();
+            req.session = Some((token, session));
+        }
         None
     }
 
@@ -1260,6 +1277,58 @@ impl Gateway {
         self.lock().events.push(event.clone());
         ctx.events.push(event);
     }
+}
+
+/// The response header injector's global part: `global_response_headers_remove`
+/// are deleted, then `global_response_headers` are set (replacing), with
+/// `$tyk_meta.*` taken from the request's session.
+fn apply_global_response_headers(api: &Api, req: &Req, resp: &mut Resp) {
+    if api.response_headers.is_empty() && api.response_headers_remove.is_empty() {
+        return;
+    }
+    let metadata = req.session.as_ref().map(|(_, s)| &s.metadata);
+    for name in &api.response_headers_remove {
+        let name = canonical_header_key(name);
+        resp.headers.retain(|(k, _)| *k != name);
+    }
+    for (name, value) in &api.response_headers {
+        let name = canonical_header_key(name);
+        let value = replace_tyk_meta(value, metadata);
+        resp.headers.retain(|(k, _)| *k != name);
+        resp.headers.push((name, value));
+    }
+}
+
+/// Tyk's `$tyk_meta.<key>` substitution (`ReplaceTykVariables`): every match
+/// of `\$tyk_meta.([A-Za-z0-9_\-\.]+)` is replaced, in order and everywhere
+/// it occurs, by the session's metadata entry named by the match minus its
+/// `$tyk_meta.` prefix; a missing entry or no session gives `""`.
+///
+/// Metadata values are the session's strings: a key's non-string metadata
+/// is JSON-encoded here, where Tyk formats numbers the same way but
+/// substitutes `""` for objects and booleans.
+pub(crate) fn replace_tyk_meta(input: &str, metadata: Option<&BTreeMap<String, String>>) -> String {
+    const LABEL: &str = "$tyk_meta.";
+    if !input.contains(LABEL) {
+        return input.to_string();
+    }
+    static META: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = META.get_or_init(|| {
+        regex::Regex::new(r"\$tyk_meta.([A-Za-z0-9_\-\.]+)").expect("valid pattern")
+    });
+    let vars: Vec<String> = re
+        .find_iter(input)
+        .map(|m| m.as_str().to_string())
+        .collect();
+    let mut out = input.to_string();
+    for var in vars {
+        let key = var.replacen(LABEL, "", 1);
+        let value = metadata
+            .and_then(|m| m.get(&key))
+            .map_or("", String::as_str);
+        out = out.replace(&var, value);
+    }
+    out
 }
 
 fn gocompat_path(url: &ParsedUrl) -> String {

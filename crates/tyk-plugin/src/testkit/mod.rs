@@ -35,6 +35,8 @@ pub mod gocompat;
 mod store;
 mod transport;
 
-pub use api::{Api, ApiDefError, Auth, ExtractFrom, ExtractWith, Hook, IdExtractor};
+pub use api::{
+    Api, ApiDefError, Auth, BaseIdentity, ExtractFrom, ExtractWith, Hook, IdExtractor,
+};
 pub use gateway::{Delivery, Exchange, FiredEvent, Gateway, GatewayError, TestResponse, Upstream};
 pub use store::{Clock, Key, Policy};

@@ -5,8 +5,10 @@
 //!
 //! Scenario by scenario (test names carry the IDs):
 //!
-//! * G1–G6, G8–G13, G16–G18: in process (`gNN_*`) and again over TCP
-//!   (`g_suite_over_grpc_socket`).
+//! * G1–G6, G8–G18: in process (`gNN_*`) and again over TCP
+//!   (`g_suite_over_grpc_socket`). G14/G15 get Tyk's `my-api-id` (built in
+//!   `TestGRPC_MultiAuthentication`, so not in the shared API table) with
+//!   their `base_identity_provided_by`, and the key T.
 //! * G7 (150 000 000‑byte body ⇒ 500): only over the socket
 //!   (`g07_unallowed_message_length_over_grpc_socket`). The in‑process
 //!   transport has no message size limit, so the scenario cannot be expressed
@@ -14,18 +16,16 @@
 //!   on the in‑test server (the emulator has no `grpc_send_max_size`), so the
 //!   failing side is the server rather than the gateway's client; the client
 //!   sees the same 500 "Middleware error".
-//! * G14, G15 (multi‑authentication, `base_identity_provided_by`): left out.
-//!   The emulator has no `use_standard_auth` next to custom auth, no base
-//!   identity selection and no global response headers with
-//!   `$tyk_meta.*`, so neither the 200 nor the `sessionMetaKey` response header
-//!   can be produced.
 //!
 //! Additions beyond Tyk's asserts, each derived from §5.1's dispatcher table
 //! or §3: the rejections of `testPreHook2`/`testPostHook1`/`testAuthHook1`
 //! (so the fixtures can fail), plugin call counts from the emulator's
-//! exchange log, and the `AuthFailure` event of a rejection delivered to the
+//! exchange log, the `AuthFailure` event of a rejection delivered to the
 //! plugin's `DispatchEvent` (API 2 plus a `cp_dynamic_handler`, which Tyk's
-//! API table does not have).
+//! API table does not have), and for G14/G15 that the session which is not
+//! the base identity is not stored (§3.5 step 5; Tyk runs G15 after G14 on
+//! one gateway, so `abc` is already stored there) and that both auth methods
+//! must pass (a bad `AuthToken` fails the request).
 #![cfg(feature = "testkit")]
 
 use std::collections::HashMap;
@@ -50,6 +50,9 @@ use tyk_plugin::{
 
 /// The token of the pre-created key K.
 const KEY_K: &str = "suite-key-k";
+
+/// The token of the key T of `TestGRPC_MultiAuthentication` (G14, G15).
+const KEY_T: &str = "suite-key-t";
 
 // ------------------------------------------------------------ the test dispatcher
 
@@ -273,6 +276,40 @@ fn suite_apis() -> Vec<Api> {
             .config_data(json!({"key": "value"}))
             .config_data_disabled(true),
     ]
+}
+
+/// `my-api-id` of `TestGRPC_MultiAuthentication`: custom auth
+/// (`testAuthHook1`, no extractor) plus standard token auth on `AuthToken`,
+/// the global response header `sessionMetaKey: $tyk_meta.sessionMetaKey`,
+/// and `base_identity_provided_by: base`.
+fn multi_auth_api(base: &str) -> Api {
+    Api::from_classic_json(&json!({
+        "api_id": "my-api-id",
+        "org_id": "default",
+        "use_keyless": false,
+        "enable_coprocess_auth": true,
+        "use_standard_auth": true,
+        "base_identity_provided_by": base,
+        "auth_configs": {"authToken": {"auth_header_name": "AuthToken"}},
+        "proxy": {"listen_path": "/", "strip_listen_path": true},
+        "custom_middleware": {
+            "driver": "grpc",
+            "auth_check": {"name": "testAuthHook1"}
+        },
+        "version_data": {"not_versioned": true, "versions": {"v1": {
+            "global_response_headers": {"sessionMetaKey": "$tyk_meta.sessionMetaKey"}
+        }}}
+    }))
+    .expect("my-api-id definition loads")
+}
+
+/// Key T: Tyk's standard test session (rate per 60 s) with rate 200,
+/// `sessionMetaKey` metadata and access to `my-api-id`.
+fn key_t() -> Key {
+    Key::new()
+        .rate(200.0, 60.0)
+        .meta("sessionMetaKey", "authTokenSessionMetaValue")
+        .access("my-api-id")
 }
 
 /// Key K: `testkey` (an object, JSON-encoded by the gateway), `testkey2`.
@@ -552,6 +589,60 @@ async fn g13(env: &Env) {
     assert_eq!(again.exchanges().len(), 1);
 }
 
+/// G14/G15's request: the custom auth token and key T.
+async fn multi_auth_request(env: &Env) -> TestResponse {
+    env.get("/", &[("Authorization", "abc"), ("AuthToken", KEY_T)])
+        .await
+}
+
+/// G14: custom auth is the base identity: its session is the request's
+/// (the response header comes from its metadata) and is stored.
+async fn g14(env: &Env) {
+    let res = multi_auth_request(env).await;
+    assert_eq!(res.status(), 200, "{}", res.body_str());
+    assert_eq!(
+        res.header("sessionMetaKey"),
+        Some("customAuthSessionMetaValue")
+    );
+    let stored = env.gw.key("abc").expect("GET /tyk/keys/abc ⇒ 200");
+    assert_eq!(stored.rate, 100.0);
+    assert_eq!(res.exchanges().len(), 1);
+    assert_eq!(res.exchanges()[0].hook_name, "testAuthHook1");
+    // Both auth methods must pass.
+    let res = env
+        .get("/", &[("Authorization", "abc"), ("AuthToken", "unknown")])
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        error_message(&res),
+        "Access to this API has been disallowed"
+    );
+}
+
+/// G15: token auth is the base identity: key T's session is the request's;
+/// the plugin's session only authenticated.
+async fn g15(env: &Env) {
+    let res = multi_auth_request(env).await;
+    assert_eq!(res.status(), 200, "{}", res.body_str());
+    assert_eq!(
+        res.header("sessionMetaKey"),
+        Some("authTokenSessionMetaValue")
+    );
+    let stored = env.gw.key(KEY_T).expect("GET /tyk/keys/<T> ⇒ 200");
+    assert_eq!(stored.rate, 200.0);
+    assert_eq!(res.exchanges().len(), 1, "the auth hook still runs");
+    assert!(
+        env.gw.key("abc").is_none(),
+        "§3.5 step 5: the plugin's session is discarded"
+    );
+    // Both auth methods must pass: the plugin still rejects other tokens.
+    let res = env
+        .get("/", &[("Authorization", "xyz"), ("AuthToken", KEY_T)])
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(error_message(&res), "invalid token");
+}
+
 /// G16: `config_data` present ⇒ `x-config-data: true`.
 async fn g16(env: &Env) {
     let res = env.get("/grpc-config-data-1/", &[]).await;
@@ -682,6 +773,8 @@ async fn scenario(id: &str, env: &Env) {
         "g11" => g11(env).await,
         "g12" => g12(env).await,
         "g13" => g13(env).await,
+        "g14" => g14(env).await,
+        "g15" => g15(env).await,
         "g16" => g16(env).await,
         "g17" => g17(env).await,
         "g18" => g18(env).await,
@@ -704,6 +797,8 @@ const ALL: &[&str] = &[
     "g11",
     "g12",
     "g13",
+    "g14",
+    "g15",
     "g16",
     "g17",
     "g18",
@@ -723,8 +818,21 @@ fn with_event_api(env: Env) -> Env {
     Env { gw, ..env }
 }
 
+/// The scenario's gateway: the suite's, plus for G14/G15 the API and key
+/// that `TestGRPC_MultiAuthentication` creates.
+fn prepare(id: &str, env: Env) -> Env {
+    let env = with_event_api(env);
+    let base = match id {
+        "g14" => "custom_auth",
+        "g15" => "auth_token",
+        _ => return env,
+    };
+    let gw = env.gw.api(multi_auth_api(base)).with_key(KEY_T, key_t());
+    Env { gw, ..env }
+}
+
 async fn run_local(id: &str) {
-    scenario(id, &with_event_api(Env::local())).await;
+    scenario(id, &prepare(id, Env::local())).await;
 }
 
 #[tokio::test]
@@ -785,6 +893,16 @@ async fn g12_auth_hook_id_extractor_enabled() {
 #[tokio::test]
 async fn g13_auth_hook_id_extractor_disabled() {
     run_local("g13").await;
+}
+
+#[tokio::test]
+async fn g14_multi_auth_custom_base_identity() {
+    run_local("g14").await;
+}
+
+#[tokio::test]
+async fn g15_multi_auth_auth_token_base_identity() {
+    run_local("g15").await;
 }
 
 #[tokio::test]
@@ -864,7 +982,7 @@ async fn g_suite_over_grpc_socket() {
     let (addr, server) = serve(&suite).await;
     for id in ALL {
         // A fresh gateway (key store, events) per scenario, one server.
-        let env = with_event_api(Env::remote(addr, &suite).await);
+        let env = prepare(id, Env::remote(addr, &suite).await);
         scenario(id, &env).await;
     }
     server.abort();

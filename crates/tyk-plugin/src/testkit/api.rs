@@ -816,8 +816,8 @@ impl Api {
         api.strip_listen_path = b(def, &["proxy", "strip_listen_path"]);
         let token_header = classic_token_header(def).unwrap_or("Authorization");
         if custom {
-            if let Some(h) = s(def, &["auth_configs", "coprocess", "auth_header_name"])
-                .filter(|h| !h.is_empty())
+            if let Some(h) =
+                s(def, &["auth_configs", "coprocess", "auth_header_name"]).filter(|h| !h.is_empty())
             {
                 api.auth_header = h.to_string();
             }
@@ -828,8 +828,8 @@ impl Api {
         api.standard_auth = b(def, &["use_standard_auth"]);
         api.base_identity =
             BaseIdentity::from_name(s(def, &["base_identity_provided_by"]).unwrap_or(""));
-        if let Some(version) = classic_default_version(def)
-            .filter(|v| !b(v, &["global_response_headers_disabled"]))
+        if let Some(version) =
+            classic_default_version(def).filter(|v| !b(v, &["global_response_headers_disabled"]))
         {
             api.response_headers_remove = version
                 .get("global_response_headers_remove")
@@ -844,9 +844,9 @@ impl Api {
                 .and_then(Value::as_object)
             {
                 for (name, value) in headers {
-                    let value = value
-                        .as_str()
-                        .ok_or_else(|| invalid("global_response_headers", "values must be strings"))?;
+                    let value = value.as_str().ok_or_else(|| {
+                        invalid("global_response_headers", "values must be strings")
+                    })?;
                     api.response_headers.push((name.clone(), value.to_string()));
                 }
             }

@@ -1505,6 +1505,35 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn tyk_meta_substitution() {
+        let meta = m(&[("a", "1"), ("ab", "2"), ("x.y", "dot"), ("u", "a b/c")]);
+        let r = |s: &str| replace_tyk_meta(s, Some(&meta));
+        assert_eq!(r("no variables"), "no variables");
+        assert_eq!(r("$tyk_meta.ab"), "2");
+        assert_eq!(r("<$tyk_meta.ab|$tyk_meta.ab>"), "<2|2>");
+        assert_eq!(r("$tyk_meta.x.y"), "dot", "dots belong to the key");
+        assert_eq!(r("$tyk_meta.u"), "a b/c", "not escaped in headers");
+        assert_eq!(r("[$tyk_meta.missing]"), "[]", "missing key: empty");
+        assert_eq!(
+            r("$tyk_meta.ab!"),
+            "2!",
+            "the key stops at other characters"
+        );
+        assert_eq!(r("$tyk_meta."), "$tyk_meta.", "no key: left alone");
+        // Tyk's regex has an unescaped `.`; the key is the match minus the
+        // literal label, so `$tyk_metaXab` names no key and becomes empty —
+        // but only when the real label occurs somewhere in the value.
+        assert_eq!(r("$tyk_meta.a $tyk_metaXab"), "1 ");
+        assert_eq!(r("$tyk_metaXab"), "$tyk_metaXab");
+        // Matches are replaced one after another, everywhere: `$tyk_meta.a`
+        // also eats the start of a later `$tyk_meta.ab`.
+        assert_eq!(r("$tyk_meta.a $tyk_meta.ab"), "1 1b");
+        assert_eq!(r("$tyk_meta.a-"), "", "`-` belongs to the key: `a-`");
+        assert_eq!(replace_tyk_meta("v=$tyk_meta.a", None), "v=", "no session");
+        assert_eq!(replace_tyk_meta("plain", None), "plain");
+    }
+
     /// Tyk's TestSyncHeadersAndMultiValueHeaders.
     #[test]
     fn sync_matches_tyk() {

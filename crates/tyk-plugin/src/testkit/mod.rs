@@ -32,11 +32,11 @@
 mod api;
 mod gateway;
 pub mod gocompat;
+#[cfg(test)]
+mod multi_auth_tests;
 mod store;
 mod transport;
 
-pub use api::{
-    Api, ApiDefError, Auth, BaseIdentity, ExtractFrom, ExtractWith, Hook, IdExtractor,
-};
+pub use api::{Api, ApiDefError, Auth, BaseIdentity, ExtractFrom, ExtractWith, Hook, IdExtractor};
 pub use gateway::{Delivery, Exchange, FiredEvent, Gateway, GatewayError, TestResponse, Upstream};
 pub use store::{Clock, Key, Policy};

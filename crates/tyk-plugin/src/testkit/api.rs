@@ -390,7 +390,8 @@ impl Api {
     }
 
     /// The auth header: the token for standard auth, the key reported in
-    /// events for custom auth (`auth_configs.*.auth_header_name`).
+    /// events for custom auth (`auth_configs.*.auth_header_name`). Standard
+    /// token auth next to custom auth reads [`Api::token_header`] when set.
     pub fn auth_header(mut self, name: impl Into<String>) -> Self {
         self.auth_header = name.into();
         self

@@ -33,13 +33,17 @@ fn parse_listen() -> Result<SocketAddr, String> {
         match a.as_str() {
             "--listen" | "-l" => listen = args.next().ok_or("--listen needs host:port")?,
             "-h" | "--help" => {
-                return Err("usage: tonic-echo [--listen host:port] (default 127.0.0.1:50052)".into());
+                return Err(
+                    "usage: tonic-echo [--listen host:port] (default 127.0.0.1:50052)".into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let listen = listen.strip_prefix("tcp://").unwrap_or(&listen);
-    listen.parse().map_err(|e| format!("bad --listen {listen:?}: {e}"))
+    listen
+        .parse()
+        .map_err(|e| format!("bad --listen {listen:?}: {e}"))
 }
 
 #[tokio::main]

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 
 def main():
@@ -42,6 +43,11 @@ def main():
             ax.set_ylabel(label)
             if key == "p99_us":
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+                ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+                ax.annotate("1 ms", (len(concs) - 0.6, 1.0), fontsize=7, color="grey",
+                            va="bottom")
             ax.set_title(f"{payload}: {label.split(' (')[0]}")
             ax.grid(axis="y", alpha=0.3)
             if row == 0 and col == 0:

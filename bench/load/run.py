@@ -407,6 +407,8 @@ def large_suite(a, large, logdir):
                        "rtt_ms_min": lat[0] / 1000, "rtt_ms_max": lat[-1] / 1000,
                        "cpu_ms_per_call": (t1 - t0) * 1e3 / CLK_TCK / r["succeeded"],
                        "idle_hwm_kb": idle, "hwm_kb": s.status_kb("VmHWM")}
+                time.sleep(0.5)  # let the log writer drain before counting
+                rec["log_bytes_per_call"] = s.log_bytes_and_truncate() / r["succeeded"]
                 out.append(rec)
                 log(f"{what}: rtt {rec['rtt_ms_median']:.2f} ms, "
                     f"HWM {rec['hwm_kb'] / 1024:.1f} MiB (idle {idle / 1024:.1f})")
@@ -523,15 +525,17 @@ def tables(res):
                  f"{a['large_calls']} sequential calls on one connection, fresh server per size")
         L.append("")
         L.append("| server | body N | message | RTT ms median [min–max] | server CPU ms/call "
-                 "| idle RSS MiB | peak RSS MiB | peak / message | (peak − idle) / message |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| idle RSS MiB | peak RSS MiB | peak / message | (peak − idle) / message "
+                 "| log bytes/call |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in res["large"]:
             msg = r["frame_bytes"] - 5
             L.append(f"| {r['server']} | {fmt_bytes(r['body_bytes'])} | {fmt_bytes(msg)} | "
                      f"{r['rtt_ms_median']:.2f} [{r['rtt_ms_min']:.2f}–{r['rtt_ms_max']:.2f}] | "
                      f"{r['cpu_ms_per_call']:.1f} | {r['idle_hwm_kb'] / 1024:.1f} | "
                      f"{r['hwm_kb'] / 1024:.1f} | {r['hwm_kb'] * 1024 / msg:.2f} | "
-                     f"{(r['hwm_kb'] - r['idle_hwm_kb']) * 1024 / msg:.2f} |")
+                     f"{(r['hwm_kb'] - r['idle_hwm_kb']) * 1024 / msg:.2f} | "
+                     f"{fmt_bytes(r['log_bytes_per_call']) if r.get('log_bytes_per_call') else '–'} |")
         L.append("")
     if res["criterion"]:
         L.append("#### Micro-benchmarks (criterion, median time per iteration)")

@@ -89,6 +89,8 @@ def parse_args():
                    help="file whose marked section receives the tables ('' = none)")
     p.add_argument("--chart", default=os.path.join(ROOT, "docs/bench/throughput.png"))
     p.add_argument("--quick", action="store_true", help="1 round of 1 s, 2 large sizes")
+    p.add_argument("--from-results", metavar="JSON",
+                   help="run nothing: redo tables, chart and BENCHMARKS.md from a results.json")
     a = p.parse_args()
     if a.quick:
         a.rounds, a.secs, a.warmup = 1, 1.0, 0.5
@@ -424,8 +426,9 @@ def criterion_suite(a):
     extra = a.criterion_args.split()
     for pkg, bench in (("tyk-coprocess", "wire"), ("tyk-plugin", "dispatch")):
         log(f"criterion: cargo bench -p {pkg} --bench {bench} -- {' '.join(extra)}")
-        run(["cargo", "bench", "--locked", "-q", "-p", pkg, "--bench", bench, "--"] + extra,
-            cwd=ROOT, stdout=subprocess.DEVNULL)
+        with open(os.path.join(a.out, f"criterion-{bench}.log"), "w") as out:
+            run(["cargo", "bench", "--locked", "-q", "-p", pkg, "--bench", bench, "--"] + extra,
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     results = []
     base = os.path.join(ROOT, "target/criterion")
     for dirpath, _dirs, files in os.walk(base):
@@ -483,7 +486,8 @@ def tables(res):
     m = res["machine"]
     L.append(f"Run of {m['date']} on {m['nproc']} × {m['cpu_model']}, kernel {m['kernel']}, "
              f"load average at start {' '.join(m['loadavg_at_start'])}; git {m['git']}, "
-             f"{m['rustc']}, {m['h2load']}, {m['python']}.")
+             f"{m['rustc']}, {m['h2load']}, {m['python']}. The suite took {res.get('elapsed_s', 0):.0f} s "
+             "(build, grid, large bodies, criterion).")
     L.append("")
     if runs:
         L.append(f"One HTTP/2 connection, C concurrent streams, {a['rounds']} interleaved rounds of "
@@ -665,6 +669,10 @@ def main():
     if "python" in a.servers or not a.no_large:
         if not os.path.exists(os.path.join(a.venv, "coprocess-bindings")):
             die(f"no venv with bindings at {a.venv}: run bench/reference/setup.sh")
+    if a.from_results:
+        with open(a.from_results) as f:
+            report(a, json.load(f))
+        return
     os.makedirs(a.out, exist_ok=True)
     logdir = os.path.join(a.out, "logs")
     os.makedirs(logdir, exist_ok=True)
@@ -685,6 +693,11 @@ def main():
     res["elapsed_s"] = round(time.time() - t_start, 1)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
+    report(a, res)
+
+
+def report(a, res):
+    os.makedirs(a.out, exist_ok=True)
     text = tables(res)
     with open(os.path.join(a.out, "tables.md"), "w") as f:
         f.write(text)
@@ -692,12 +705,14 @@ def main():
     print(text)
     if res["runs"] and a.chart:
         py = python_of_venv(a.venv)
+        src = a.from_results or os.path.join(a.out, "results.json")
         ok = subprocess.run([py, os.path.join(ROOT, "bench/load/chart.py"),
-                             os.path.join(a.out, "results.json"), a.chart]).returncode == 0
+                             src, a.chart]).returncode == 0
         log(f"chart {'written to ' + a.chart if ok else 'FAILED (matplotlib in the venv?)'}")
     if update_benchmarks(a.benchmarks, text):
         log(f"tables written into {a.benchmarks}")
-    log(f"done in {res['elapsed_s']:.0f} s; raw results in {os.path.join(a.out, 'results.json')}")
+    log(f"done in {res['elapsed_s']:.0f} s (suite); raw results in "
+        f"{a.from_results or os.path.join(a.out, 'results.json')}")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ GATEWAY  ?= http://localhost:8080
 LISTEN_PATH ?= /petstore/
 # Extra server flags for `run`, e.g. ARGS="--log-format json".
 ARGS     ?=
+# Extra flags for the load suite, e.g. BENCH_ARGS="--quick" (bench/load/run.py --help).
+BENCH_ARGS ?=
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: help build clean run serve dispatch dispatch_event petstore test lint unit doc conformance
+.PHONY: help build clean run serve dispatch dispatch_event petstore test lint unit doc conformance bench bench_check
 
 help: ## List the targets.
 	@grep -E '^[a-z_]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,3 +64,13 @@ conformance: ## Independent clients (Python grpcio, grpc-go 1.33 as old gateways
 
 doc: ## Rustdoc, warnings denied.
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --workspace --all-features --no-deps
+
+bench: ## Load suite (h2load, 4 servers x C=1,16,64) + large bodies + criterion; tables into BENCHMARKS.md (~9 min).
+	@command -v h2load >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends nghttp2-client; }
+	bench/reference/setup.sh
+	target/py-venv/bin/python -m pip install --disable-pip-version-check -q --timeout 60 -r bench/load/requirements.txt
+	python3 bench/load/run.py $(BENCH_ARGS)
+
+bench_check: ## Compile the criterion benches without running them (what CI needs).
+	$(CARGO) bench --locked --workspace --no-run

@@ -228,6 +228,16 @@ pub(crate) struct PathRule {
 }
 
 impl PathRule {
+    /// A case-sensitive rule for `path` and `method` with `target`.
+    fn new(path: impl Into<String>, method: impl Into<String>, target: impl Into<String>) -> Self {
+        PathRule {
+            path: path.into(),
+            method: Some(method.into()),
+            ignore_case: false,
+            target: target.into(),
+        }
+    }
+
     pub(crate) fn matches(&self, path: &str, method: &str) -> bool {
         if let Some(m) = &self.method
             && !m.eq_ignore_ascii_case(method)
@@ -532,12 +542,7 @@ impl Api {
         method: impl Into<String>,
         to: impl Into<String>,
     ) -> Self {
-        self.url_rewrites.push(PathRule {
-            path: path.into(),
-            method: Some(method.into()),
-            ignore_case: false,
-            target: to.into(),
-        });
+        self.url_rewrites.push(PathRule::new(path, method, to));
         self
     }
 
@@ -549,12 +554,8 @@ impl Api {
         method: impl Into<String>,
         to_method: impl Into<String>,
     ) -> Self {
-        self.method_transforms.push(PathRule {
-            path: path.into(),
-            method: Some(method.into()),
-            ignore_case: false,
-            target: to_method.into(),
-        });
+        self.method_transforms
+            .push(PathRule::new(path, method, to_method));
         self
     }
 

@@ -161,6 +161,20 @@ impl TestResponse {
         self.response.body()
     }
 
+    /// The message of Tyk's JSON error template (`{"error": "..."}`), or
+    /// `None` when the body is not that template.
+    ///
+    /// Released gateways insert the message with Go's
+    /// `template.JSEscapeString` (an apostrophe becomes `\'`, which is not
+    /// JSON); newer ones use JSON escaping. Both read back the same here.
+    pub fn error_message(&self) -> Option<String> {
+        let body = std::str::from_utf8(self.response.body()).ok()?;
+        let inner = body
+            .strip_prefix("{\n    \"error\": \"")?
+            .strip_suffix("\"\n}")?;
+        serde_json::from_str::<String>(&format!("\"{}\"", inner.replace("\\'", "'"))).ok()
+    }
+
     /// The body as text (lossy).
     pub fn body_str(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(self.response.body())

@@ -35,8 +35,18 @@ impl Route {
     }
 }
 
-/// A warning already logged: (hook type, hook name, what).
-type Warning = (i32, String, &'static str);
+/// Warnings already logged, by (hook type, hook name, what): each is logged
+/// once.
+#[derive(Default)]
+struct Warnings(Mutex<HashSet<(i32, String, &'static str)>>);
+
+impl Warnings {
+    /// True the first time this warning is seen.
+    fn first(&self, hook_type: i32, name: &str, what: &'static str) -> bool {
+        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        w.insert((hook_type, name.to_string(), what))
+    }
+}
 
 /// Routes for one (hook type, hook name): API-specific ones first.
 #[derive(Default, Clone)]
@@ -74,7 +84,7 @@ pub struct Router {
     events: HashMap<String, Arc<dyn EventHook>>,
     any_event: Option<Arc<dyn EventHook>>,
     shared: Arc<Shared>,
-    warned: Arc<Mutex<HashSet<Warning>>>,
+    warned: Arc<Warnings>,
 }
 
 impl Router {
@@ -239,11 +249,6 @@ impl Router {
         out.sort();
         out
     }
-
-    fn warn_once(&self, hook_type: i32, name: &str, what: &'static str) -> bool {
-        let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        w.insert((hook_type, name.to_string(), what))
-    }
 }
 
 impl Dispatcher for Router {
@@ -260,7 +265,10 @@ impl Dispatcher for Router {
             .lookup(summary.hook_type, summary.hook_name, summary.api_id)
             .cloned()
         else {
-            if self.warn_once(summary.hook_type, summary.hook_name, "unrouted") {
+            if self
+                .warned
+                .first(summary.hook_type, summary.hook_name, "unrouted")
+            {
                 tracing::warn!(
                     hook_type = %hook_label(summary.hook_type),
                     hook_name = summary.hook_name,
@@ -270,7 +278,9 @@ impl Dispatcher for Router {
             }
             return Box::pin(std::future::ready(Ok(object)));
         };
-        let router = self.clone();
+        // Only what the call needs: cloning the Router would copy its
+        // routing table on every Dispatch.
+        let (shared, warned) = (self.shared.clone(), self.warned.clone());
         Box::pin(async move {
             // Keep what our protos do not know (a newer gateway's fields) to
             // put it back if the handler changes the Object.
@@ -278,7 +288,7 @@ impl Dispatcher for Router {
                 Status::invalid_argument(format!("malformed coprocess.Object: {e}"))
             })?;
             let (hook_type, name) = (decoded.hook_type, decoded.hook_name.clone());
-            let ctx = Ctx::new(decoded, router.shared.clone());
+            let ctx = Ctx::new(decoded, shared);
             let ctx = match AssertUnwindSafe(route.call(ctx)).catch_unwind().await {
                 Ok(Ok(ctx)) => ctx,
                 Ok(Err(e)) => {
@@ -291,7 +301,7 @@ impl Dispatcher for Router {
                     return Err(Status::internal(format!("plugin handler panicked: {msg}")));
                 }
             };
-            Ok(router.finish(ctx, &object, unknown.as_ref()))
+            Ok(finish(ctx, &object, unknown.as_ref(), &warned))
         })
     }
 
@@ -330,26 +340,24 @@ impl Dispatcher for Router {
     }
 }
 
-impl Router {
-    /// The safety layer: whatever the handler did, the reply must not break
-    /// the gateway. Untouched Objects go back byte for byte.
-    fn finish(&self, ctx: Ctx, original: &Bytes, unknown: Option<&UnknownFields>) -> Bytes {
-        if !ctx.dirty {
-            return original.clone();
-        }
-        let mut obj = ctx.object;
-        let repairs = repair(&mut obj, original);
-        for what in repairs {
-            if self.warn_once(obj.hook_type, &obj.hook_name, what) {
-                tracing::warn!(
-                    hook_type = %hook_label(obj.hook_type),
-                    hook_name = obj.hook_name,
-                    "the handler's reply would break the gateway ({what}); repaired (logged once per hook name)"
-                );
-            }
-        }
-        Bytes::from(unknown::encode_with_unknown(&obj, unknown))
+/// The safety layer: whatever the handler did, the reply must not break the
+/// gateway. Untouched Objects go back byte for byte.
+fn finish(ctx: Ctx, original: &Bytes, unknown: Option<&UnknownFields>, warned: &Warnings) -> Bytes {
+    if !ctx.dirty {
+        return original.clone();
     }
+    let mut obj = ctx.object;
+    let repairs = repair(&mut obj, original);
+    for what in repairs {
+        if warned.first(obj.hook_type, &obj.hook_name, what) {
+            tracing::warn!(
+                hook_type = %hook_label(obj.hook_type),
+                hook_name = obj.hook_name,
+                "the handler's reply would break the gateway ({what}); repaired (logged once per hook name)"
+            );
+        }
+    }
+    Bytes::from(unknown::encode_with_unknown(&obj, unknown))
 }
 
 /// Fixes what the gateway cannot survive, from the original Object; returns

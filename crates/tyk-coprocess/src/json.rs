@@ -148,6 +148,15 @@ pub fn hook_type_name(v: i32) -> Option<&'static str> {
     schema.enums[usize::from(schema.hook_type_enum)].name(v)
 }
 
+/// `Pre`, `Response`, … or the number for a value the enum does not know
+/// (as MessageToJson prints it); borrowed, so logging it allocates nothing.
+pub fn hook_type_label(v: i32) -> std::borrow::Cow<'static, str> {
+    match hook_type_name(v) {
+        Some(name) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(v.to_string()),
+    }
+}
+
 fn transcode<'a>(
     msg: u16,
     wire: &'a [u8],

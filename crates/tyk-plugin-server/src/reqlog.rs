@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use tyk_coprocess::json::{self, JsonStyle, WireError};
+use tyk_coprocess::json::{self, JsonStyle, WireError, hook_type_label};
 use tyk_coprocess::wire::{ObjectSummary, scan_summary};
 
 use crate::config::LogFormat;
@@ -163,14 +163,6 @@ impl RequestLog {
             },
         }
         sink.push(rec);
-    }
-}
-
-/// `Pre`, `Response`, … or the number for a value the enum does not know.
-pub fn hook_type_label(v: i32) -> String {
-    match tyk_coprocess::HookType::try_from(v) {
-        Ok(t) => t.as_str_name().to_string(),
-        Err(_) => v.to_string(),
     }
 }
 

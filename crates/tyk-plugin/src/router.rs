@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use prost::Message;
 use tonic::Status;
+use tyk_coprocess::json::hook_type_label;
 use tyk_coprocess::unknown::{self, UnknownFields};
 use tyk_coprocess::wire::scan_summary;
 use tyk_coprocess::{HookType, Object};
@@ -270,7 +271,7 @@ impl Dispatcher for Router {
                 .first(summary.hook_type, summary.hook_name, "unrouted")
             {
                 tracing::warn!(
-                    hook_type = %hook_label(summary.hook_type),
+                    hook_type = %hook_type_label(summary.hook_type),
                     hook_name = summary.hook_name,
                     api_id = summary.api_id,
                     "no handler registered for this hook; returning the Object unchanged (logged once per hook name)"
@@ -292,12 +293,12 @@ impl Dispatcher for Router {
             let ctx = match AssertUnwindSafe(route.call(ctx)).catch_unwind().await {
                 Ok(Ok(ctx)) => ctx,
                 Ok(Err(e)) => {
-                    tracing::warn!(hook_type = %hook_label(hook_type), hook_name = name, error = %e, "handler failed");
+                    tracing::warn!(hook_type = %hook_type_label(hook_type), hook_name = name, error = %e, "handler failed");
                     return Err(e.into());
                 }
                 Err(panic) => {
                     let msg = panic_message(&*panic);
-                    tracing::error!(hook_type = %hook_label(hook_type), hook_name = name, panic = msg, "handler panicked");
+                    tracing::error!(hook_type = %hook_type_label(hook_type), hook_name = name, panic = msg, "handler panicked");
                     return Err(Status::internal(format!("plugin handler panicked: {msg}")));
                 }
             };
@@ -351,7 +352,7 @@ fn finish(ctx: Ctx, original: &Bytes, unknown: Option<&UnknownFields>, warned: &
     for what in repairs {
         if warned.first(obj.hook_type, &obj.hook_name, what) {
             tracing::warn!(
-                hook_type = %hook_label(obj.hook_type),
+                hook_type = %hook_type_label(obj.hook_type),
                 hook_name = obj.hook_name,
                 "the handler's reply would break the gateway ({what}); repaired (logged once per hook name)"
             );
@@ -410,10 +411,6 @@ pub(crate) fn repair(obj: &mut Object, original: &[u8]) -> Vec<&'static str> {
         }
     }
     fixed
-}
-
-fn hook_label(v: i32) -> String {
-    HookType::try_from(v).map_or_else(|_| v.to_string(), |h| h.as_str_name().to_string())
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {

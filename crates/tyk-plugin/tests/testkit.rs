@@ -1,6 +1,8 @@
 //! The gateway emulator against small hand-written plugins.
 #![cfg(feature = "testkit")]
 
+mod common;
+use common::send;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -56,10 +58,6 @@ fn echo() -> Plugin {
 
 fn req(method: &str, uri: &str) -> http::request::Builder {
     http::Request::builder().method(method).uri(uri)
-}
-
-async fn send(gw: &Gateway, r: http::request::Builder, body: impl Into<Bytes>) -> TestResponse {
-    gw.send(r.body(body.into()).unwrap()).await.unwrap()
 }
 
 fn upstream_json(res: &TestResponse) -> serde_json::Value {

@@ -7,6 +7,8 @@
 //! making the same edit gets the gateway's 500.
 #![cfg(feature = "testkit")]
 
+mod common;
+use common::{error_message, get, send};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -25,26 +27,6 @@ use tyk_plugin::{
 };
 
 // ------------------------------------------------------------------ helpers
-
-async fn send(gw: &Gateway, req: http::request::Builder, body: impl Into<Bytes>) -> TestResponse {
-    gw.send(req.body(body.into()).expect("valid test request"))
-        .await
-        .expect("the emulator handles the request")
-}
-
-async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-    let mut req = http::Request::get(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    send(gw, req, Bytes::new()).await
-}
-
-/// The message of Tyk's JSON error template; fails the test otherwise.
-fn error_message(res: &TestResponse) -> String {
-    res.error_message()
-        .unwrap_or_else(|| panic!("not Tyk's JSON error template: {:?}", res.body_str()))
-}
 
 fn upstream(res: &TestResponse) -> &http::Request<Bytes> {
     res.upstream_request().expect("the upstream was called")

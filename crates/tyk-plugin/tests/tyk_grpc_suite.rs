@@ -28,6 +28,8 @@
 //! must pass (a bad `AuthToken` fails the request).
 #![cfg(feature = "testkit")]
 
+mod common;
+use common::error_message;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -365,12 +367,6 @@ impl Env {
 /// The echo upstream's JSON reply.
 fn echoed(res: &TestResponse) -> Value {
     res.json().expect("the echo upstream answers JSON")
-}
-
-/// The message of Tyk's JSON error template; fails the test otherwise.
-fn error_message(res: &TestResponse) -> String {
-    res.error_message()
-        .unwrap_or_else(|| panic!("not Tyk's JSON error template: {:?}", res.body_str()))
 }
 
 // ------------------------------------------------------------ the scenarios

@@ -15,15 +15,16 @@
 //!   `response_body` is what the scenario is about).
 #![cfg(feature = "testkit")]
 
+mod common;
+use common::{error_message, get, send};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::json;
 use tyk_plugin::session::SessionView;
-use tyk_plugin::testkit::{Api, Gateway, IdExtractor, Key, Policy, TestResponse};
+use tyk_plugin::testkit::{Api, Gateway, IdExtractor, Key, Policy};
 use tyk_plugin::{AuthRequest, DirectResponse, Request, Response, Router, Session};
 
 /// The valid token of P1 (Tyk uses a random hex id).
@@ -294,26 +295,6 @@ fn plugin() -> Plugin {
 }
 
 // ------------------------------------------------------------------ helpers
-
-async fn send(gw: &Gateway, req: http::request::Builder, body: impl Into<Bytes>) -> TestResponse {
-    gw.send(req.body(body.into()).expect("valid test request"))
-        .await
-        .expect("the emulator handles the request")
-}
-
-async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> TestResponse {
-    let mut req = http::Request::get(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    send(gw, req, Bytes::new()).await
-}
-
-/// The message of Tyk's JSON error template; fails the test otherwise.
-fn error_message(res: &TestResponse) -> String {
-    res.error_message()
-        .unwrap_or_else(|| panic!("not Tyk's JSON error template: {:?}", res.body_str()))
-}
 
 // ------------------------------------------------------------------ P1–P10
 

@@ -434,10 +434,25 @@ impl Dispatcher for Slow {
 async fn shutdown_finishes_in_flight_calls_and_reports_not_serving() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    let mut srv =
-        TestServer::start_with(LogFormat::Json, Slow(Duration::from_millis(600)), |_| {}).await;
+    // A short grace period: the health watch stream below is itself in
+    // flight and holds the drain open until the grace period ends.
+    let mut srv = TestServer::start_with(LogFormat::Json, Slow(Duration::from_millis(600)), |c| {
+        c.server.shutdown_grace_period = Duration::from_secs(2);
+    })
+    .await;
     let ch = client::connect(&srv.tcp).await.unwrap();
     let mut health = HealthClient::new(ch.clone());
+    // Watch opened before the shutdown: it sees the status change, which
+    // new calls cannot (the draining server refuses new streams).
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "coprocess.Dispatcher".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
     let wire = Bytes::from(
         Object {
             hook_name: "slow".into(),
@@ -448,17 +463,12 @@ async fn shutdown_finishes_in_flight_calls_and_reports_not_serving() {
     let in_flight = tokio::spawn(client::dispatch_raw(ch.clone(), wire.clone()));
     tokio::time::sleep(Duration::from_millis(150)).await;
     srv.trigger_shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The existing connection still answers while draining; health says so.
-    let status = health
-        .check(HealthCheckRequest {
-            service: "coprocess.Dispatcher".into(),
-        })
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
-        .map(|r| r.into_inner().status());
-    if let Ok(status) = status {
-        assert_eq!(status, ServingStatus::NotServing);
-    }
+        .expect("a status update during the drain")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
     let reply = in_flight
         .await
         .unwrap()

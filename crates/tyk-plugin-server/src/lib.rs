@@ -9,6 +9,7 @@ pub mod server;
 pub mod service;
 pub mod sink;
 pub mod timestamp;
+mod unary;
 
 pub use cli::main_with;
 pub use tyk_plugin;

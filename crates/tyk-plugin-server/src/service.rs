@@ -1,8 +1,9 @@
 //! The `coprocess.Dispatcher` gRPC service.
 //!
 //! Written by hand rather than generated so that `Dispatch` moves the Object
-//! as bytes ([`RawCodec`]): an Object nobody changes is returned exactly as
-//! received, unknown fields included, with no decode or encode on the way.
+//! as bytes: an Object nobody changes is returned exactly as received,
+//! unknown fields included, with no decode, encode or copy on the way (the
+//! gRPC framing is in [`crate::unary`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,14 +11,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use prost::Message;
-use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
-use tyk_coprocess::codec::RawCodec;
+use tonic::Status;
+use tonic::server::NamedService;
 use tyk_coprocess::{Event, EventReply};
 
 use tyk_plugin::{BoxFuture, Dispatcher};
 
 use crate::reqlog::RequestLog;
+use crate::unary;
 
 /// The Dispatcher service, ready to be added to a tonic router.
 pub struct DispatcherService {
@@ -56,13 +57,6 @@ impl DispatcherService {
             }),
         }
     }
-
-    fn grpc(&self) -> Grpc<RawCodec> {
-        // No compression either way: the gateway sends none and advertises
-        // nothing we could rely on.
-        Grpc::new(RawCodec)
-            .apply_max_message_size_config(Some(self.inner.max_recv), Some(self.inner.max_send))
-    }
 }
 
 /// gRPC method paths.
@@ -76,49 +70,30 @@ impl NamedService for DispatcherService {
     const NAME: &'static str = "coprocess.Dispatcher";
 }
 
-struct DispatchMethod(Arc<Inner>);
+impl Inner {
+    async fn dispatch(&self, object: Bytes) -> Result<Bytes, Status> {
+        if let Err(e) = self.log.dispatch(&object) {
+            tracing::warn!(error = %e, bytes = object.len(), "rejected malformed Object");
+            return Err(Status::invalid_argument(format!(
+                "malformed coprocess.Object: {e}"
+            )));
+        }
+        self.handler.dispatch(object).await
+    }
 
-impl UnaryService<Bytes> for DispatchMethod {
-    type Response = Bytes;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
-
-    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let inner = self.0.clone();
-        Box::pin(async move {
-            let object = request.into_inner();
-            if let Err(e) = inner.log.dispatch(&object) {
-                tracing::warn!(error = %e, bytes = object.len(), "rejected malformed Object");
+    async fn dispatch_event(&self, event: Bytes) -> Result<Bytes, Status> {
+        let event = match Event::decode(event) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected malformed Event");
                 return Err(Status::invalid_argument(format!(
-                    "malformed coprocess.Object: {e}"
+                    "malformed coprocess.Event: {e}"
                 )));
             }
-            inner.handler.dispatch(object).await.map(Response::new)
-        })
-    }
-}
-
-struct DispatchEventMethod(Arc<Inner>);
-
-impl UnaryService<Bytes> for DispatchEventMethod {
-    type Response = Bytes;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
-
-    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let inner = self.0.clone();
-        Box::pin(async move {
-            let event = match Event::decode(request.into_inner()) {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::warn!(error = %e, "rejected malformed Event");
-                    return Err(Status::invalid_argument(format!(
-                        "malformed coprocess.Event: {e}"
-                    )));
-                }
-            };
-            inner.log.event(&event.payload);
-            inner.handler.dispatch_event(event.payload).await?;
-            Ok(Response::new(Bytes::from(EventReply {}.encode_to_vec())))
-        })
+        };
+        self.log.event(&event.payload);
+        self.handler.dispatch_event(event.payload).await?;
+        Ok(Bytes::from(EventReply {}.encode_to_vec()))
     }
 }
 
@@ -136,16 +111,24 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let mut grpc = self.grpc();
         let inner = self.inner.clone();
-        match req.uri().path() {
-            paths::DISPATCH => {
-                Box::pin(async move { Ok(grpc.unary(DispatchMethod(inner), req).await) })
+        let event = match req.uri().path() {
+            paths::DISPATCH => false,
+            paths::DISPATCH_EVENT => true,
+            _ => {
+                return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
             }
-            paths::DISPATCH_EVENT => {
-                Box::pin(async move { Ok(grpc.unary(DispatchEventMethod(inner), req).await) })
-            }
-            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
-        }
+        };
+        Box::pin(async move {
+            let reply = match unary::read_message(req, inner.max_recv).await {
+                Ok(msg) if event => inner.dispatch_event(msg).await,
+                Ok(msg) => inner.dispatch(msg).await,
+                Err(status) => Err(status),
+            };
+            Ok(match reply {
+                Ok(msg) => unary::reply(msg, inner.max_send),
+                Err(status) => status.into_http(),
+            })
+        })
     }
 }

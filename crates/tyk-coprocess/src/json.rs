@@ -20,6 +20,14 @@
 //! then rebuilds a canonical encoding of the message (the slow path) and walks
 //! that instead. Senders that marshal normally never hit the slow path.
 //!
+//! # Streaming
+//!
+//! [`object_to_json_writer`] prints into an [`std::io::Write`] in pieces of
+//! tens of kilobytes, long strings and bytes included, so a 40 MB Object is
+//! logged without ever holding its 50 MB of JSON. Because printed output
+//! cannot be taken back, it checks the input (and detects non-canonical
+//! encodings) in a first pass that prints nothing.
+//!
 //! # Limits
 //!
 //! Nesting (sub-messages, map entries and groups together) is limited to
@@ -27,6 +35,7 @@
 //! individual fields (the `coprocess` protos have none).
 
 use std::fmt::Write as _;
+use std::io;
 
 use base64::Engine as _;
 
@@ -111,6 +120,71 @@ pub fn object_to_json<'a>(
     out: &mut Vec<u8>,
 ) -> Result<ObjectSummary<'a>, WireError> {
     transcode(SCHEMA.object, wire, style, out, true)
+}
+
+/// Transcode an encoded `coprocess.Object` into proto3 JSON written to `w`
+/// (the same text as [`object_to_json`]), holding at most a few tens of
+/// kilobytes of output at a time whatever the size of the Object.
+///
+/// Nothing is written when `wire` is malformed: the error is
+/// [`io::ErrorKind::InvalidData`] with the [`WireError`] inside (see
+/// [`io::Error::get_ref`]). Write errors are returned as they are.
+pub fn object_to_json_writer(
+    wire: &[u8],
+    style: JsonStyle,
+    w: &mut dyn io::Write,
+) -> io::Result<()> {
+    stream(SCHEMA.object, wire, style, w)
+}
+
+/// Output is handed to the writer once it reaches this many bytes.
+const SPILL_AT: usize = 32 * 1024;
+/// Longer strings are escaped this many input bytes at a time when streaming.
+const STRING_PIECE: usize = 16 * 1024;
+/// Longer bytes values are base64-encoded this many input bytes at a time
+/// when streaming; a multiple of 3, so the pieces need no padding.
+const BASE64_PIECE: usize = 12 * 1024;
+
+fn stream(msg: u16, wire: &[u8], style: JsonStyle, w: &mut dyn io::Write) -> io::Result<()> {
+    let schema: &Schema = &SCHEMA;
+    let invalid = |e: WireError| io::Error::new(io::ErrorKind::InvalidData, e);
+    // Pass 1: check everything and look for non-canonical encodings, since
+    // what pass 2 writes cannot be taken back.
+    let mut nothing = Vec::new();
+    let mut check = Walker::<false>::new(schema, wire, &mut nothing, false, true, false);
+    check.message(msg, 0, wire.len(), 0).map_err(invalid)?;
+    let canon;
+    let input = if check.needs_slow {
+        canon = canonicalize(schema, msg, wire, 0).map_err(|(kind, offset)| {
+            invalid(WireError {
+                kind,
+                path: schema.messages[usize::from(msg)].full_name.to_string(),
+                offset,
+            })
+        })?;
+        &canon[..]
+    } else {
+        wire
+    };
+    let mut buf = Vec::with_capacity(SPILL_AT + STRING_PIECE);
+    let mut walker = Walker::<true>::new(
+        schema,
+        input,
+        &mut buf,
+        style == JsonStyle::Pretty,
+        false,
+        false,
+    );
+    walker.sink = Some(&mut *w);
+    walker.spill_at = SPILL_AT;
+    let res = walker.message(msg, 0, input.len(), 0);
+    let failed = walker.io_error.take();
+    drop(walker);
+    res.map_err(invalid)?;
+    match failed {
+        Some(e) => Err(e),
+        None => w.write_all(&buf),
+    }
 }
 
 /// Check that `wire` is a well-formed `coprocess.Object` (same checks as
@@ -449,6 +523,11 @@ struct Walker<'s, 'a, 'o, const EMIT: bool> {
     schema: &'s Schema,
     input: &'a [u8],
     out: &'o mut Vec<u8>,
+    /// When streaming: where `out` is emptied once it holds `spill_at` bytes.
+    sink: Option<&'o mut dyn io::Write>,
+    spill_at: usize,
+    /// The first write error; output after it is discarded.
+    io_error: Option<io::Error>,
     pretty: bool,
     indent: usize,
     /// Look for non-canonical encodings (off on the canonical re-walk).
@@ -475,6 +554,9 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
             schema,
             input,
             out,
+            sink: None,
+            spill_at: usize::MAX,
+            io_error: None,
             pretty,
             indent: 0,
             detect,
@@ -508,6 +590,69 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
     }
 
     // --- output helpers (no-ops when not emitting) ---
+
+    /// When streaming, hand the output to the writer once there is enough.
+    #[inline]
+    fn spill(&mut self) {
+        if EMIT && self.out.len() >= self.spill_at {
+            self.spill_now();
+        }
+    }
+
+    #[cold]
+    fn spill_now(&mut self) {
+        if let Some(w) = self.sink.as_deref_mut() {
+            if self.io_error.is_none()
+                && let Err(e) = w.write_all(self.out)
+            {
+                self.io_error = Some(e);
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Print a string, in pieces when streaming a long one.
+    fn emit_string(&mut self, text: &str) {
+        if text.len() <= STRING_PIECE || self.sink.is_none() {
+            write_json_string(self.out, text);
+            return;
+        }
+        self.out.push(b'"');
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = STRING_PIECE.min(rest.len());
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            write_json_chars(self.out, piece);
+            self.spill();
+            rest = tail;
+        }
+        self.out.push(b'"');
+    }
+
+    /// Print a bytes value as a base64 string, in pieces when streaming.
+    fn emit_base64(&mut self, data: &[u8]) {
+        let piece = if self.sink.is_some() {
+            BASE64_PIECE
+        } else {
+            data.len().max(1)
+        };
+        self.out.push(b'"');
+        for chunk in data.chunks(piece) {
+            let out = &mut *self.out;
+            let start = out.len();
+            let n = base64::encoded_len(chunk.len(), true).unwrap_or(0);
+            out.resize(start + n, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(chunk, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + written);
+            self.spill();
+        }
+        self.out.push(b'"');
+    }
 
     #[inline]
     fn raw(&mut self, b: &[u8]) {
@@ -590,7 +735,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         let text = std::str::from_utf8(bytes)
             .map_err(|err| (WireErrorKind::InvalidUtf8, s + err.valid_up_to()))?;
         if EMIT {
-            write_json_string(self.out, text);
+            self.emit_string(text);
         }
         Ok(text)
     }
@@ -634,16 +779,8 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
                 }
             }
             Kind::Bytes => {
-                out.push(b'"');
-                let data = self.input.get(s..e).unwrap_or(&[]);
-                let start = out.len();
-                let n = base64::encoded_len(data.len(), true).unwrap_or(0);
-                out.resize(start + n, 0);
-                let written = base64::engine::general_purpose::STANDARD
-                    .encode_slice(data, &mut out[start..])
-                    .unwrap_or(0);
-                out.truncate(start + written);
-                out.push(b'"');
+                let input: &'a [u8] = self.input;
+                self.emit_base64(input.get(s..e).unwrap_or(&[]));
             }
             Kind::String | Kind::Message(_) => {}
         }
@@ -680,6 +817,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         let mut run_start = 0usize;
 
         while pos < end {
+            self.spill();
             let tag_pos = pos;
             self.levels[depth].1 = NONE;
             let (num, wt) = read_tag(input, &mut pos, end).map_err(|e| self.error(e, depth))?;
@@ -760,7 +898,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
                     let capture_spec = root_object && fi == schema.obj_spec;
                     let (key_kind, key) =
                         self.map_entry(entry, &mut open_first, s, e, depth + 1, capture_spec)?;
-                    if EMIT && self.detect && !self.needs_slow {
+                    if self.detect && !self.needs_slow {
                         let h = key.bloom_hash();
                         let (word, bit) = ((h >> 61) as usize, 1u64 << ((h >> 55) & 63));
                         if bloom[word] & bit != 0 {
@@ -822,6 +960,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
             } else {
                 p += width;
             }
+            self.spill();
             if *open == Open::None {
                 self.key(first, &f.json_key);
                 self.open(b'[');
@@ -1062,9 +1201,15 @@ fn word_needs_escape(w: u64) -> bool {
 /// escapes for `"` `\` `\n` `\r` `\t` `\b` `\f`, `\u00XX` (lower-case hex)
 /// otherwise, and surrogate pairs above U+FFFF.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_json_chars(out, s);
+    out.push(b'"');
+}
+
+/// [`write_json_string`] without the quotes.
+fn write_json_chars(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -1114,7 +1259,6 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
         start = i;
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or(&[]));
-    out.push(b'"');
 }
 
 /// A small stack buffer for `{:e}` output.

@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::Value;
-use tyk_coprocess::json::{JsonStyle, message_to_json, object_to_json, validate_object};
+use tyk_coprocess::json::{
+    JsonStyle, message_to_json, object_to_json, object_to_json_writer, validate_object,
+};
 use tyk_coprocess::{
     AccessDefinition, AccessSpec, BasicAuthData, Event, Header, JwtData, MiniRequestObject,
     Monitor, Object, ResponseObject, ReturnOverrides, SessionState,
@@ -269,6 +271,24 @@ fn object() -> BoxedStrategy<Object> {
         .boxed()
 }
 
+/// The streaming writer prints exactly what `object_to_json` prints, and
+/// refuses exactly what it refuses.
+fn stream_agrees(wire: &[u8], style: JsonStyle) -> Result<(), TestCaseError> {
+    let mut buffered = Vec::new();
+    let want = object_to_json(wire, style, &mut buffered).map(|_| buffered);
+    let mut streamed = Vec::new();
+    let got = object_to_json_writer(wire, style, &mut streamed).map(|()| streamed);
+    match (want, got) {
+        (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+        (Err(a), Err(b)) => {
+            prop_assert_eq!(b.kind(), std::io::ErrorKind::InvalidData);
+            prop_assert_eq!(a.to_string(), b.get_ref().unwrap().to_string());
+        }
+        (a, b) => prop_assert!(false, "buffered {a:?} vs streamed {b:?}"),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -279,6 +299,7 @@ proptest! {
         let want = oracle("coprocess.Object", &wire).unwrap();
         for style in [JsonStyle::Pretty, JsonStyle::Compact] {
             prop_assert_eq!(&ours("coprocess.Object", &wire, style).unwrap(), &want);
+            stream_agrees(&wire, style)?;
         }
         let s = validate_object(&wire).unwrap();
         prop_assert_eq!(s.hook_type, obj.hook_type);
@@ -295,6 +316,7 @@ proptest! {
         let wire = [a.encode_to_vec(), b.encode_to_vec(), c.encode_to_vec()].concat();
         let want = oracle("coprocess.Object", &wire).unwrap();
         prop_assert_eq!(&ours("coprocess.Object", &wire, JsonStyle::Compact).unwrap(), &want);
+        stream_agrees(&wire, JsonStyle::Pretty)?;
         let s = validate_object(&wire).unwrap();
         let mut merged = a.clone();
         merged.merge(&wire[..]).unwrap();
@@ -326,6 +348,7 @@ proptest! {
         for w in [&wire[..], truncated] {
             let got = ours("coprocess.Object", w, JsonStyle::Compact);
             prop_assert_eq!(got.is_ok(), validate_object(w).is_ok());
+            stream_agrees(w, JsonStyle::Compact)?;
             if let Some(want) = oracle("coprocess.Object", w) {
                 match &got {
                     // prost-reflect skips an end-group tag that has no start;

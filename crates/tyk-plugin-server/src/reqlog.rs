@@ -8,12 +8,23 @@
 
 use std::io::Write;
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use tyk_coprocess::json::{self, JsonStyle, WireError, hook_type_label};
 use tyk_coprocess::wire::{ObjectSummary, scan_summary};
 
 use crate::config::LogFormat;
-use crate::sink::LogSink;
-use crate::timestamp;
+use crate::sink::{LogSink, Render};
+use crate::timestamp::{self, Timestamp};
+
+/// Objects at least this large are printed by the log writer thread,
+/// streaming, instead of being formatted into a record on the request path.
+pub const RENDER_ON_WRITER_AT: usize = 256 * 1024;
+
+/// How long a large Object's record may wait for room in a full log queue
+/// before it is dropped (and counted). Small records never wait.
+pub const LARGE_RECORD_WAIT: Duration = Duration::from_secs(1);
 
 const DISPATCH_TARGET: &str = "tyk_plugin_server::dispatch";
 const EVENT_TARGET: &str = "tyk_plugin_server::event";
@@ -53,17 +64,52 @@ impl RequestLog {
     /// Validates an encoded Object and logs it when Object logging is on.
     /// The whole message is checked either way, so malformed input is always
     /// rejected.
-    pub fn dispatch<'a>(&self, wire: &'a [u8]) -> Result<ObjectSummary<'a>, WireError> {
+    ///
+    /// Objects of [`RENDER_ON_WRITER_AT`] bytes or more are printed by the
+    /// log writer thread straight into the output, so their JSON (larger
+    /// than the Object) is never held whole; such a record holds the Object
+    /// until written, and when the log queue is full the call waits up to
+    /// [`LARGE_RECORD_WAIT`] for room rather than dropping it.
+    pub async fn dispatch(&self, wire: &Bytes) -> Result<(), WireError> {
         let sink = match &self.sink {
             Some(sink) if self.objects => sink,
-            _ => return json::validate_object(wire),
+            _ => return json::validate_object(wire).map(|_| ()),
         };
+        let ts = timestamp::now();
+        let style = match self.format {
+            LogFormat::Json => JsonStyle::Compact,
+            LogFormat::Text => JsonStyle::Pretty,
+        };
+        if wire.len() >= RENDER_ON_WRITER_AT {
+            let summary = json::validate_object(wire)?;
+            let mut head = Vec::with_capacity(256);
+            self.head(&mut head, &summary, &ts);
+            let mut tail = Vec::with_capacity(96);
+            self.tail(&mut tail, &ts);
+            let object = wire.clone();
+            let render: Render = Box::new(move |out| {
+                out.write_all(&head)?;
+                json::object_to_json_writer(&object, style, out)?;
+                out.write_all(&tail)
+            });
+            sink.push_rendered(wire.len(), LARGE_RECORD_WAIT, render)
+                .await;
+            return Ok(());
+        }
         // The JSON walk validates everything; the summary scan only reads the
         // top level, so it runs first to put the key fields up front.
         let summary = scan_summary(wire).unwrap_or_default();
-        let hook_type = hook_type_label(summary.hook_type);
-        let ts = timestamp::now();
         let mut rec = Vec::with_capacity(256 + wire.len() * 2);
+        self.head(&mut rec, &summary, &ts);
+        json::object_to_json(wire, style, &mut rec)?;
+        self.tail(&mut rec, &ts);
+        sink.push(rec);
+        Ok(())
+    }
+
+    /// What a dispatch record holds before the Object's JSON.
+    fn head(&self, rec: &mut Vec<u8>, summary: &ObjectSummary<'_>, ts: &Timestamp) {
+        let hook_type = hook_type_label(summary.hook_type);
         match self.format {
             LogFormat::Json => {
                 rec.extend_from_slice(b"{\"timestamp\":\"");
@@ -71,16 +117,12 @@ impl RequestLog {
                 rec.extend_from_slice(
                     b"\",\"level\":\"INFO\",\"message\":\"dispatch\",\"hook_type\":",
                 );
-                json_str(&mut rec, &hook_type);
+                json_str(rec, &hook_type);
                 rec.extend_from_slice(b",\"hook_name\":");
-                json_str(&mut rec, summary.hook_name);
+                json_str(rec, summary.hook_name);
                 rec.extend_from_slice(b",\"api_id\":");
-                json_str(&mut rec, summary.api_id);
+                json_str(rec, summary.api_id);
                 rec.extend_from_slice(b",\"object\":");
-                json::object_to_json(wire, JsonStyle::Compact, &mut rec)?;
-                rec.extend_from_slice(b",\"target\":\"");
-                rec.extend_from_slice(DISPATCH_TARGET.as_bytes());
-                rec.extend_from_slice(b"\"}\n");
             }
             LogFormat::Text => {
                 let _ = writeln!(
@@ -88,12 +130,22 @@ impl RequestLog {
                     "{ts}  INFO {DISPATCH_TARGET}: REQUEST START hook_type={hook_type} hook_name={:?} api_id={:?}",
                     summary.hook_name, summary.api_id
                 );
-                json::object_to_json(wire, JsonStyle::Pretty, &mut rec)?;
+            }
+        }
+    }
+
+    /// What a dispatch record holds after the Object's JSON.
+    fn tail(&self, rec: &mut Vec<u8>, ts: &Timestamp) {
+        match self.format {
+            LogFormat::Json => {
+                rec.extend_from_slice(b",\"target\":\"");
+                rec.extend_from_slice(DISPATCH_TARGET.as_bytes());
+                rec.extend_from_slice(b"\"}\n");
+            }
+            LogFormat::Text => {
                 let _ = writeln!(rec, "\n{ts}  INFO {DISPATCH_TARGET}: REQUEST END");
             }
         }
-        sink.push(rec);
-        Ok(summary)
     }
 
     /// Logs an event payload: as JSON when it is JSON, otherwise as a string

@@ -72,7 +72,7 @@ impl NamedService for DispatcherService {
 
 impl Inner {
     async fn dispatch(&self, object: Bytes) -> Result<Bytes, Status> {
-        if let Err(e) = self.log.dispatch(&object) {
+        if let Err(e) = self.log.dispatch(&object).await {
             tracing::warn!(error = %e, bytes = object.len(), "rejected malformed Object");
             return Err(Status::invalid_argument(format!(
                 "malformed coprocess.Object: {e}"

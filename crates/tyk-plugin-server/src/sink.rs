@@ -1,16 +1,24 @@
-//! A log sink that never blocks a request.
+//! A log sink that never blocks a request on I/O.
 //!
 //! Records (whole lines, already formatted) are queued in memory and written
 //! by a dedicated thread in batches, so the request path pays for a lock-free
 //! check, a short mutex hold and no system call in the common case. When the
 //! writer falls behind by more than the configured number of bytes, new
 //! records are dropped and counted; the count is reported in the log itself.
+//!
+//! Records too large to hold formatted (a 40 MB Object prints as 50 MB of
+//! JSON) are queued as closures the writer runs, streaming into the output
+//! ([`LogSink::push_rendered`]); they count the memory they keep alive, and
+//! when the queue is full they wait a bounded time for room instead of being
+//! dropped at once.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::config::LogFormat;
 
@@ -23,9 +31,23 @@ pub struct LogSink {
     shared: Arc<Shared>,
 }
 
+/// Writes a deferred record into the log output.
+pub type Render = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+/// One queued record.
+enum Record {
+    /// Formatted bytes.
+    Bytes(Vec<u8>),
+    /// Rendered by the writer thread; keeps `held` bytes alive until then.
+    Render { held: usize, render: Render },
+}
+
 struct Shared {
-    queue: Mutex<Vec<Vec<u8>>>,
+    queue: Mutex<Vec<Record>>,
     queued_bytes: AtomicUsize,
+    /// Signalled when the writer has freed room, if anyone waits for it.
+    room: Notify,
+    waiters: AtomicUsize,
     capacity: usize,
     sleeping: AtomicBool,
     closed: AtomicBool,
@@ -53,6 +75,8 @@ impl LogSink {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
             queued_bytes: AtomicUsize::new(0),
+            room: Notify::new(),
+            waiters: AtomicUsize::new(0),
             capacity,
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -80,20 +104,46 @@ impl LogSink {
     /// the record was dropped because the queue is full.
     pub fn push(&self, record: Vec<u8>) -> bool {
         let s = &*self.shared;
-        let len = record.len();
-        let before = s.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        // An oversized record is still taken when nothing else waits, so a
-        // single huge Object is logged rather than always dropped.
-        if before != 0 && before + len > s.capacity {
-            s.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        if !s.reserve(record.len()) {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        lock(&s.queue).push(record);
-        if s.sleeping.swap(false, Ordering::AcqRel) {
-            s.wake();
-        }
+        s.enqueue(Record::Bytes(record));
         true
+    }
+
+    /// Queues a record that the writer thread renders itself by calling
+    /// `render` with the log output, for records too large to hold
+    /// formatted. `held` is the memory `render` keeps alive until it has
+    /// run; it counts against the queue capacity. When the queue is full the
+    /// call waits for room, at most `wait`, then drops the record (counted
+    /// and reported like any other). Returns whether it was queued.
+    pub async fn push_rendered(&self, held: usize, wait: Duration, render: Render) -> bool {
+        let s = &*self.shared;
+        let record = Record::Render { held, render };
+        if s.reserve(held) {
+            s.enqueue(record);
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        s.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(s);
+        loop {
+            let notified = std::pin::pin!(s.room.notified());
+            let mut notified = notified;
+            // Registered before the check, so room freed after it wakes us.
+            notified.as_mut().enable();
+            if s.reserve(held) {
+                s.enqueue(record);
+                return true;
+            }
+            if s.closed.load(Ordering::Acquire)
+                || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                s.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
     }
 
     /// Records dropped so far because the queue was full.
@@ -107,7 +157,43 @@ impl LogSink {
     }
 }
 
+/// Counts a waiter for room while it lives.
+struct Waiting<'a>(&'a Shared);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Shared {
+    /// Takes `len` bytes of the capacity, if there is room.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.queued_bytes.fetch_add(len, Ordering::SeqCst);
+        // An oversized record is still taken when nothing else waits, so a
+        // single huge Object is logged rather than always dropped.
+        if before != 0 && before + len > self.capacity {
+            self.queued_bytes.fetch_sub(len, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn enqueue(&self, record: Record) {
+        lock(&self.queue).push(record);
+        if self.sleeping.swap(false, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
+    /// Gives back `len` bytes of the capacity and wakes whoever waits.
+    fn release(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
     fn wake(&self) {
         if let Some(t) = lock(&self.writer_thread).as_ref() {
             t.unpark();
@@ -122,7 +208,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn write_loop(s: &Shared, out: Box<dyn Write + Send>) {
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<Record> = Vec::new();
     let mut write_failed = false;
     loop {
         std::mem::swap(&mut *lock(&s.queue), &mut batch);
@@ -142,12 +228,24 @@ fn write_loop(s: &Shared, out: Box<dyn Write + Send>) {
         let mut bytes = 0;
         let count = batch.len() as u64;
         for record in batch.drain(..) {
-            bytes += record.len();
-            if let Err(e) = out.write_all(&record) {
+            let res = match record {
+                Record::Bytes(b) => {
+                    bytes += b.len();
+                    out.write_all(&b)
+                }
+                Record::Render { held, render } => {
+                    // Its memory is freed once `render` has run: give the
+                    // room back now rather than after the whole batch.
+                    let res = render(&mut out);
+                    s.release(held);
+                    res
+                }
+            };
+            if let Err(e) = res {
                 report_write_error(&mut write_failed, &e);
             }
         }
-        s.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        s.release(bytes);
         s.written.fetch_add(count, Ordering::Relaxed);
         let dropped = s.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -356,6 +454,120 @@ mod tests {
         let report = out.lines().find(|l| l.contains("dropped")).unwrap();
         let v: serde_json::Value = serde_json::from_str(report).unwrap();
         assert_eq!(v["level"], "WARN");
+    }
+
+    fn rendered(text: &'static str) -> Render {
+        Box::new(move |out| out.write_all(text.as_bytes()))
+    }
+
+    #[tokio::test]
+    async fn rendered_records_are_written_in_order_with_the_others() {
+        let cap = Capture::default();
+        let (sink, guard) =
+            LogSink::spawn(Box::new(cap.clone()), 1 << 20, LogFormat::Text).unwrap();
+        assert!(sink.push(b"one\n".to_vec()));
+        assert!(
+            sink.push_rendered(1000, Duration::ZERO, rendered("two\n"))
+                .await
+        );
+        assert!(sink.push(b"three\n".to_vec()));
+        guard.shutdown();
+        assert_eq!(&lock(&cap.0)[..], b"one\ntwo\nthree\n");
+        assert_eq!(sink.shared.queued_bytes.load(Ordering::SeqCst), 0);
+    }
+
+    /// Opens when told to, or when dropped, so a failing test never leaves
+    /// the writer stuck (the sink guard joins it).
+    #[derive(Default)]
+    struct Latch(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+    impl Drop for Latch {
+        fn drop(&mut self) {
+            open(self);
+        }
+    }
+
+    /// A rendered record that blocks the writer until `latch` opens.
+    fn blocking(latch: &Latch, text: &'static str) -> Render {
+        let latch = latch.0.clone();
+        Box::new(move |out| {
+            let (m, cv) = &*latch;
+            let mut open = lock(m);
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            out.write_all(text.as_bytes())
+        })
+    }
+
+    fn open(latch: &Latch) {
+        *lock(&latch.0.0) = true;
+        latch.0.1.notify_all();
+    }
+
+    /// Starts a sink of 10,000 bytes whose writer is stuck rendering a
+    /// record that holds `held` bytes until the returned latch opens.
+    async fn stuck_sink(held: usize) -> (LogSink, SinkGuard, Capture, Latch) {
+        let latch = Latch::default();
+        let cap = Capture::default();
+        let (sink, guard) = LogSink::spawn(Box::new(cap.clone()), 10_000, LogFormat::Text).unwrap();
+        assert!(
+            sink.push_rendered(held, Duration::ZERO, blocking(&latch, "first\n"))
+                .await
+        );
+        while !lock(&sink.shared.queue).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        (sink, guard, cap, latch)
+    }
+
+    #[tokio::test]
+    async fn a_large_record_waits_for_room_instead_of_being_dropped() {
+        let (sink, guard, cap, latch) = stuck_sink(8000).await;
+        // No room: a small record is dropped at once...
+        assert!(!sink.push(vec![b'x'; 3000]));
+        assert_eq!(sink.dropped(), 1);
+        // ...a large one waits, and gets in once the writer frees room.
+        let waiter = {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                sink.push_rendered(8000, Duration::from_secs(30), rendered("second\n"))
+                    .await
+            })
+        };
+        while sink.shared.waiters.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "still waiting while the writer is stuck"
+        );
+        open(&latch);
+        assert!(waiter.await.unwrap(), "queued after waiting");
+        guard.shutdown();
+        let out = String::from_utf8(lock(&cap.0).clone()).unwrap();
+        assert!(out.starts_with("first\n"), "{out}");
+        assert!(out.contains("1 log records dropped"), "{out}");
+        assert!(out.ends_with("second\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_large_record_is_dropped_when_no_room_comes_in_time() {
+        let (sink, guard, cap, latch) = stuck_sink(9000).await;
+        let started = std::time::Instant::now();
+        assert!(
+            !sink
+                .push_rendered(5000, Duration::from_millis(50), rendered("late\n"))
+                .await
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(sink.dropped(), 1);
+        assert_eq!(sink.shared.waiters.load(Ordering::SeqCst), 0);
+        open(&latch);
+        guard.shutdown();
+        let out = String::from_utf8(lock(&cap.0).clone()).unwrap();
+        assert!(out.starts_with("first\n") && !out.contains("late"), "{out}");
     }
 
     #[test]

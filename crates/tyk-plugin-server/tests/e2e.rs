@@ -230,6 +230,87 @@ async fn a_20_mb_body_sent_twice_is_echoed() {
     srv.stop().await;
 }
 
+/// Objects above `RENDER_ON_WRITER_AT` are printed by the log writer thread,
+/// streaming; their records must be the same as everyone else's, in order.
+#[tokio::test]
+async fn large_objects_are_logged_in_order_and_in_full_in_both_formats() {
+    let body = "h\u{e9}llo \"w\u{f6}rld\" \u{1f600}\n\\".repeat(30_000);
+    let large = Object {
+        hook_type: HookType::Post as i32,
+        hook_name: "large".into(),
+        request: Some(MiniRequestObject {
+            body: body.clone(),
+            raw_body: Bytes::from(body),
+            url: "/large".into(),
+            ..Default::default()
+        }),
+        spec: [("APIID".to_string(), "api-large".to_string())].into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert!(large.len() > tyk_plugin_server::reqlog::RENDER_ON_WRITER_AT);
+    let small = |name: &str| {
+        Object {
+            hook_type: HookType::Pre as i32,
+            hook_name: name.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let sent = [small("before"), large.clone(), small("after")];
+    let expected: Vec<serde_json::Value> = sent
+        .iter()
+        .map(|w| {
+            let mut out = Vec::new();
+            tyk_coprocess::json::object_to_json(
+                w,
+                tyk_coprocess::json::JsonStyle::Compact,
+                &mut out,
+            )
+            .unwrap();
+            serde_json::from_slice(&out).unwrap()
+        })
+        .collect();
+    for format in [LogFormat::Json, LogFormat::Text] {
+        let srv = TestServer::start(format).await;
+        let ch = client::connect(&srv.tcp).await.unwrap();
+        for wire in &sent {
+            let reply = client::dispatch_raw(ch.clone(), Bytes::from(wire.clone()))
+                .await
+                .unwrap();
+            assert!(reply[..] == wire[..], "echo");
+        }
+        let logged: Vec<serde_json::Value> = match format {
+            LogFormat::Json => {
+                let recs = srv.json_records(3, "dispatch").await;
+                assert_eq!(recs[1]["hook_name"], "large");
+                assert_eq!(recs[1]["api_id"], "api-large");
+                assert_eq!(recs[1]["hook_type"], "Post");
+                recs.iter().map(|r| r["object"].clone()).collect()
+            }
+            LogFormat::Text => {
+                let log = srv.log_after(3 + 2).await;
+                let mut blocks = Vec::new();
+                let mut cur: Option<String> = None;
+                for line in log.split('\n') {
+                    if line.contains("REQUEST START") {
+                        cur = Some(String::new());
+                    } else if line.contains("REQUEST END") {
+                        blocks.push(serde_json::from_str(&cur.take().unwrap()).unwrap());
+                    } else if let Some(c) = cur.as_mut() {
+                        c.push_str(line);
+                        c.push('\n');
+                    }
+                }
+                assert!(log.contains("REQUEST START hook_type=Post hook_name=\"large\""));
+                blocks
+            }
+        };
+        assert_eq!(logged, expected, "{format:?}");
+        srv.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn messages_over_the_configured_limit_are_refused_cleanly() {
     let srv = TestServer::start_with(LogFormat::Json, tyk_plugin::Echo, |c| {

@@ -181,11 +181,15 @@ impl TestServer {
     }
 
     fn parse_records(&self, message: &str) -> Vec<serde_json::Value> {
-        let log = String::from_utf8(self.capture.0.lock().unwrap().clone()).unwrap();
+        let log = self.capture.0.lock().unwrap().clone();
+        // Only whole lines: a large record may be half written.
+        let whole = log.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let log = String::from_utf8_lossy(&log[..whole]);
         log.split('\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+                serde_json::from_str::<serde_json::Value>(l)
+                    .unwrap_or_else(|e| panic!("{e}: {:.300}", l))
             })
             .filter(|v| v["message"] == message)
             .collect()

@@ -193,15 +193,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawH2Client<S> {
         block: &[u8],
         message: &[u8],
     ) -> Result<UnaryResponse, CallError> {
-        let id = self.next_stream_id;
-        self.next_stream_id += 2;
-        let mut out = Vec::new();
-        frame(&mut out, HEADERS, END_HEADERS, id, block);
         let mut body = Vec::with_capacity(5 + message.len());
         body.push(0);
         body.extend_from_slice(&(message.len() as u32).to_be_bytes());
         body.extend_from_slice(message);
-        frame(&mut out, DATA, END_STREAM, id, &body);
+        self.unary_body(block, &[&body]).await
+    }
+
+    /// A call whose request body is `frames`, each sent as one DATA frame
+    /// exactly as given (no gRPC length prefix is added; the last one ends
+    /// the stream, and an empty list sends an empty DATA frame). For testing
+    /// how a server treats broken gRPC framing.
+    pub async fn unary_body(
+        &mut self,
+        block: &[u8],
+        frames: &[&[u8]],
+    ) -> Result<UnaryResponse, CallError> {
+        let id = self.next_stream_id;
+        self.next_stream_id += 2;
+        let mut out = Vec::new();
+        frame(&mut out, HEADERS, END_HEADERS, id, block);
+        match frames.split_last() {
+            Some((last, rest)) => {
+                for f in rest {
+                    frame(&mut out, DATA, 0, id, f);
+                }
+                frame(&mut out, DATA, END_STREAM, id, last);
+            }
+            None => frame(&mut out, DATA, END_STREAM, id, &[]),
+        }
         self.io.write_all(&out).await?;
         self.io.flush().await?;
         self.read_response(id).await

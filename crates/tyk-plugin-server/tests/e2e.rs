@@ -616,6 +616,82 @@ async fn clients_with_an_empty_or_invalid_authority_are_served() {
     srv.stop().await;
 }
 
+/// The server reads gRPC framing itself (not through tonic's codec), so
+/// every framing fault gets a clear status and the connection goes on.
+#[tokio::test]
+async fn broken_grpc_framing_gets_a_clear_status_and_the_connection_goes_on() {
+    use h2_authority::testing::{AuthorityEncoding, RawH2Client};
+    let srv = TestServer::start(LogFormat::Json).await;
+    let wire = std::fs::read(support::fixtures_dir().join("pre_petstore.bin")).unwrap();
+    let framed = |flag: u8, msg: &[u8]| {
+        let mut v = vec![flag];
+        v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        v.extend_from_slice(msg);
+        v
+    };
+    let ok = framed(0, &wire);
+    let s = tokio::net::TcpStream::connect(&srv.tcp).await.unwrap();
+    let mut c = RawH2Client::handshake(Box::new(s) as Box<dyn Io>)
+        .await
+        .unwrap();
+    let path = "/coprocess.Dispatcher/Dispatch";
+    let block = c.request_block(path, &AuthorityEncoding::Literal("localhost".into()));
+    let two = [ok.clone(), ok.clone()].concat();
+    let (head, tail) = ok.split_at(3);
+    let cases: Vec<(&str, Vec<&[u8]>, Code, &str)> = vec![
+        ("no message", vec![], Code::Internal, "no message"),
+        ("cut prefix", vec![head], Code::Internal, "prefix"),
+        (
+            "cut message",
+            vec![&ok[..ok.len() - 1]],
+            Code::Internal,
+            "inside a message",
+        ),
+        (
+            "compressed flag",
+            vec![&[1, 0, 0, 0, 1, 0]],
+            Code::Internal,
+            "compressed flag",
+        ),
+        (
+            "two messages",
+            vec![&two],
+            Code::InvalidArgument,
+            "exactly one message",
+        ),
+    ];
+    for (what, frames, code, says) in cases {
+        let r = c.unary_body(&block, &frames).await.unwrap();
+        assert_eq!(r.grpc_status, Some(code as i32), "{what}: {r:?}");
+        let msg = r.grpc_message.unwrap_or_default();
+        assert!(
+            msg.contains(&says.replace(' ', "%20")) || msg.contains(says),
+            "{what}: {msg}"
+        );
+        // The same connection still serves a good call, also split oddly.
+        let r = c.unary_body(&block, &[head, tail]).await.unwrap();
+        assert_eq!(r.grpc_status, Some(0), "after {what}");
+        assert_eq!(r.message.as_deref(), Some(&wire[..]));
+    }
+    // A compressed call is refused up front, naming what it sent.
+    let mut gz = block.clone();
+    gz.extend_from_slice(&hpack_literal("grpc-encoding", "gzip"));
+    let r = c.unary_body(&gz, &[&ok]).await.unwrap();
+    assert_eq!(r.grpc_status, Some(Code::Unimplemented as i32), "{r:?}");
+    drop(c); // the drain waits for open connections
+    srv.stop().await;
+}
+
+/// An HPACK literal header field without indexing, new name (short strings,
+/// no Huffman).
+fn hpack_literal(name: &str, value: &str) -> Vec<u8> {
+    let mut v = vec![0x00, name.len() as u8];
+    v.extend_from_slice(name.as_bytes());
+    v.push(value.len() as u8);
+    v.extend_from_slice(value.as_bytes());
+    v
+}
+
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 

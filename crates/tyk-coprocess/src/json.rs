@@ -16,7 +16,7 @@
 //! (last value wins, sub-messages merge), a repeated or map field whose
 //! occurrences are not contiguous, or a map with a duplicate key (last wins).
 //! The walker detects these cheaply (a bitmask of seen fields per message, the
-//! previous field, and a Bloom filter over the keys of the current map) and
+//! previous field, and the keys of the current map) and
 //! then rebuilds a canonical encoding of the message (the slow path) and walks
 //! that instead. Senders that marshal normally never hit the slow path.
 //!
@@ -445,24 +445,6 @@ pub(crate) enum Key<'b> {
     Int(u64),
 }
 
-impl Key<'_> {
-    fn bloom_hash(&self) -> u64 {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        match *self {
-            Key::Int(v) => v.wrapping_mul(K),
-            Key::Bytes(b) => {
-                let mut h = (b.len() as u64).wrapping_mul(K);
-                for c in b.chunks(8) {
-                    let mut w = [0u8; 8];
-                    w[..c.len()].copy_from_slice(c);
-                    h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-                }
-                h
-            }
-        }
-    }
-}
-
 fn normalize_key(kind: Kind, bits: u64) -> u64 {
     match kind {
         Kind::Int32 | Kind::SFixed32 => bits as u32 as i32 as i64 as u64,
@@ -516,8 +498,77 @@ enum Open {
     Map,
 }
 
-/// Bloom filter over the keys of the map currently being streamed.
-type Bloom = [u64; 8];
+/// Maps up to this size look for a duplicate key by comparing keys directly.
+const SMALL_MAP: usize = 8;
+
+/// The keys of the map currently being streamed, to detect a duplicate key
+/// (which sends the message down the canonical slow path). Small maps
+/// compare keys directly, without allocating; larger ones use a hash set
+/// (randomly seeded, since keys such as header names come from clients), so
+/// a map of n entries costs O(n) whatever n is.
+struct MapKeys<'a> {
+    /// Keys with a cheap fingerprint, compared before the bytes.
+    small: [(u64, Key<'a>); SMALL_MAP],
+    len: usize,
+    large: Option<std::collections::HashSet<Key<'a>>>,
+}
+
+impl<'a> MapKeys<'a> {
+    fn new() -> Self {
+        MapKeys {
+            small: [(0, Key::Int(0)); SMALL_MAP],
+            len: 0,
+            large: None,
+        }
+    }
+
+    /// Equal keys have equal fingerprints; different ones rarely do.
+    #[inline]
+    fn fingerprint(key: &Key<'_>) -> u64 {
+        match *key {
+            Key::Int(v) => v,
+            Key::Bytes(b) => {
+                let word = |s: &[u8]| {
+                    let mut w = [0u8; 8];
+                    w[..s.len()].copy_from_slice(s);
+                    u64::from_le_bytes(w)
+                };
+                let n = b.len();
+                let head = word(&b[..n.min(8)]);
+                let tail = word(&b[n.saturating_sub(8)..]);
+                head ^ tail.rotate_left(29) ^ (n as u64).rotate_left(56)
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        if let Some(set) = &mut self.large {
+            set.clear();
+        }
+    }
+
+    /// Adds `key`; false if it was already there.
+    fn insert(&mut self, key: Key<'a>) -> bool {
+        if self.len < SMALL_MAP {
+            let fp = Self::fingerprint(&key);
+            if self.small[..self.len]
+                .iter()
+                .any(|&(f, k)| f == fp && k == key)
+            {
+                return false;
+            }
+            self.small[self.len] = (fp, key);
+            self.len += 1;
+            return true;
+        }
+        let set = self.large.get_or_insert_with(Default::default);
+        if set.is_empty() {
+            set.extend(self.small.iter().map(|&(_, k)| k));
+        }
+        set.insert(key)
+    }
+}
 
 struct Walker<'s, 'a, 'o, const EMIT: bool> {
     schema: &'s Schema,
@@ -813,12 +864,11 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         let mut prev = usize::MAX;
         let mut open = Open::None;
         let mut open_first = true;
-        let mut bloom: Bloom = [0; 8];
-        let mut run_start = 0usize;
+        // Created when the message has a map: most have none.
+        let mut map_keys: Option<MapKeys<'a>> = None;
 
         while pos < end {
             self.spill();
-            let tag_pos = pos;
             self.levels[depth].1 = NONE;
             let (num, wt) = read_tag(input, &mut pos, end).map_err(|e| self.error(e, depth))?;
             let Some((fi, f)) = msg.field(num).filter(|(_, f)| wire_ok(f, wt)) else {
@@ -892,22 +942,17 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
                         self.open(b'{');
                         open = Open::Map;
                         open_first = true;
-                        bloom = [0; 8];
-                        run_start = tag_pos;
+                        map_keys.get_or_insert_with(MapKeys::new).clear();
                     }
                     let capture_spec = root_object && fi == schema.obj_spec;
-                    let (key_kind, key) =
+                    let (_, key) =
                         self.map_entry(entry, &mut open_first, s, e, depth + 1, capture_spec)?;
-                    if self.detect && !self.needs_slow {
-                        let h = key.bloom_hash();
-                        let (word, bit) = ((h >> 61) as usize, 1u64 << ((h >> 55) & 63));
-                        if bloom[word] & bit != 0 {
-                            // Possible duplicate: confirm by rescanning this run.
-                            if self.run_has_key(num, key_kind, run_start, tag_pos, key) {
-                                self.needs_slow = true;
-                            }
-                        }
-                        bloom[word] |= bit;
+                    if self.detect
+                        && !self.needs_slow
+                        && let Some(keys) = &mut map_keys
+                        && !keys.insert(key)
+                    {
+                        self.needs_slow = true;
                     }
                 }
             }
@@ -1098,32 +1143,6 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
             _ => ib.format(bits),
         };
         self.out.extend_from_slice(text.as_bytes());
-    }
-
-    /// Whether an entry of map field `num` in `from..to` has key `key`.
-    /// The range was already validated; a parse failure answers "yes",
-    /// which only sends the message down the (correct) slow path.
-    fn run_has_key(&self, num: u32, key_kind: Kind, from: usize, to: usize, key: Key<'_>) -> bool {
-        let input = self.input;
-        let mut pos = from;
-        while pos < to {
-            let Ok((n, wt)) = read_tag(input, &mut pos, to) else {
-                return true;
-            };
-            if n == num && wt == 2 {
-                let Ok((s, e)) = read_value(input, &mut pos, to, wt) else {
-                    return true;
-                };
-                match entry_key(input, key_kind, s, e) {
-                    Ok(k) if k == key => return true,
-                    Ok(_) => {}
-                    Err(_) => return true,
-                }
-            } else if skip_field(input, &mut pos, to, n, wt, 0).is_err() {
-                return true;
-            }
-        }
-        false
     }
 }
 

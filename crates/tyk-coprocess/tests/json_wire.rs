@@ -320,6 +320,12 @@ fn wrong_wire_type_is_unknown_field() {
     ]
     .concat();
     assert_eq!(compact(&wire), r#"{"session":{},"hookName":"kept"}"#);
+    // A map sent as a varint whose value happens to equal the length of what
+    // follows: still skipped, and what follows is read as top-level fields
+    // (Python's upb prints {"hookName": "cd"}; prost-reflect would read a
+    // metadata entry "ab": "cd" instead).
+    let wire = [vi(5, 8), ld(1, b"ab"), ld(2, b"cd")].concat();
+    assert_eq!(compact(&wire), r#"{"hookName":"cd"}"#);
     // Invalid UTF-8 in a string field sent with the wrong wire type is not
     // a string, so not an error; a packed repeated string is not a thing either.
     let wire = [ld(3, &[tag(5, 5), vec![0xff, 0xff, 0xff, 0xff]].concat())].concat();
@@ -438,8 +444,32 @@ fn duplicate_and_split_map_keys() {
         serde_json::json!({"spec": {"a": "1", "b": "2"}, "hookName": "h"})
     );
 
-    // Many distinct keys (Bloom filter false positives are rechecked) and
-    // one duplicate at the very end.
+    // Map sizes around the switch from direct comparison to a hash set,
+    // with the duplicate taken from either side of it; then a second map in
+    // the same message (its keys must not count as the first one's).
+    for n in [2usize, 7, 8, 9, 10, 40] {
+        for dup in [0, n / 2, n - 1, 7.min(n - 1), 8.min(n - 1)] {
+            let mut wire: Vec<u8> = (0..n)
+                .flat_map(|i| ld(5, &entry(format!("k{i}").as_bytes(), b"v")))
+                .collect();
+            wire.extend(ld(5, &entry(format!("k{dup}").as_bytes(), b"last")));
+            wire.extend((0..n).flat_map(|i| ld(6, &entry(format!("k{i}").as_bytes(), b"s"))));
+            let v = value(&wire);
+            assert_eq!(v["metadata"].as_object().unwrap().len(), n, "{n} {dup}");
+            assert_eq!(v["metadata"][format!("k{dup}")], "last", "{n} {dup}");
+            assert_eq!(v["spec"].as_object().unwrap().len(), n, "{n} {dup}");
+        }
+        // No duplicate: both maps print in full, in wire order.
+        let wire: Vec<u8> = (0..n)
+            .flat_map(|i| ld(5, &entry(format!("k{i}").as_bytes(), b"v")))
+            .chain((0..n).flat_map(|i| ld(6, &entry(format!("k{i}").as_bytes(), b"s"))))
+            .collect();
+        let v = value(&wire);
+        assert_eq!(v["metadata"].as_object().unwrap().len(), n);
+        assert_eq!(v["spec"].as_object().unwrap().len(), n);
+    }
+
+    // Many distinct keys and one duplicate at the very end.
     let mut entries: Vec<u8> = (0..600)
         .flat_map(|i| ld(5, &entry(format!("k{i}").as_bytes(), b"v")))
         .collect();

@@ -498,28 +498,37 @@ enum Open {
     Map,
 }
 
-/// Maps up to this size look for a duplicate key by comparing keys directly.
+/// Maps up to this size detect a duplicate key by fingerprint.
 const SMALL_MAP: usize = 8;
 
-/// The keys of the map currently being streamed, to detect a duplicate key
-/// (which sends the message down the canonical slow path). Small maps
-/// compare keys directly, without allocating; larger ones use a hash set
-/// (randomly seeded, since keys such as header names come from clients), so
-/// a map of n entries costs O(n) whatever n is.
+/// Duplicate-key detection for the map being streamed. The first
+/// [`SMALL_MAP`] keys are kept as fingerprints (a match is confirmed by
+/// rereading the entries so far); past that, a hash set holds the keys
+/// (randomly seeded, since header names come from clients), so a map of n
+/// entries costs O(n) whatever n is. Small on the stack: it is set up in
+/// every message frame.
 struct MapKeys<'a> {
-    /// Keys with a cheap fingerprint, compared before the bytes.
-    small: [(u64, Key<'a>); SMALL_MAP],
+    fps: [u64; SMALL_MAP],
     len: usize,
+    /// Where the map's first entry starts.
+    run_start: usize,
     large: Option<std::collections::HashSet<Key<'a>>>,
 }
 
-impl<'a> MapKeys<'a> {
+impl MapKeys<'_> {
     fn new() -> Self {
         MapKeys {
-            small: [(0, Key::Int(0)); SMALL_MAP],
+            fps: [0; SMALL_MAP],
             len: 0,
+            run_start: 0,
             large: None,
         }
+    }
+
+    fn reset(&mut self, run_start: usize) {
+        self.len = 0;
+        self.run_start = run_start;
+        self.large = None;
     }
 
     /// Equal keys have equal fingerprints; different ones rarely do.
@@ -539,34 +548,6 @@ impl<'a> MapKeys<'a> {
                 head ^ tail.rotate_left(29) ^ (n as u64).rotate_left(56)
             }
         }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-        if let Some(set) = &mut self.large {
-            set.clear();
-        }
-    }
-
-    /// Adds `key`; false if it was already there.
-    fn insert(&mut self, key: Key<'a>) -> bool {
-        if self.len < SMALL_MAP {
-            let fp = Self::fingerprint(&key);
-            if self.small[..self.len]
-                .iter()
-                .any(|&(f, k)| f == fp && k == key)
-            {
-                return false;
-            }
-            self.small[self.len] = (fp, key);
-            self.len += 1;
-            return true;
-        }
-        let set = self.large.get_or_insert_with(Default::default);
-        if set.is_empty() {
-            set.extend(self.small.iter().map(|&(_, k)| k));
-        }
-        set.insert(key)
     }
 }
 
@@ -864,11 +845,11 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         let mut prev = usize::MAX;
         let mut open = Open::None;
         let mut open_first = true;
-        // Created when the message has a map: most have none.
-        let mut map_keys: Option<MapKeys<'a>> = None;
+        let mut map_keys = MapKeys::new();
 
         while pos < end {
             self.spill();
+            let tag_pos = pos;
             self.levels[depth].1 = NONE;
             let (num, wt) = read_tag(input, &mut pos, end).map_err(|e| self.error(e, depth))?;
             let Some((fi, f)) = msg.field(num).filter(|(_, f)| wire_ok(f, wt)) else {
@@ -942,15 +923,14 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
                         self.open(b'{');
                         open = Open::Map;
                         open_first = true;
-                        map_keys.get_or_insert_with(MapKeys::new).clear();
+                        map_keys.reset(tag_pos);
                     }
                     let capture_spec = root_object && fi == schema.obj_spec;
-                    let (_, key) =
+                    let (key_kind, key) =
                         self.map_entry(entry, &mut open_first, s, e, depth + 1, capture_spec)?;
                     if self.detect
                         && !self.needs_slow
-                        && let Some(keys) = &mut map_keys
-                        && !keys.insert(key)
+                        && self.seen_before(&mut map_keys, num, key_kind, tag_pos, key)
                     {
                         self.needs_slow = true;
                     }
@@ -965,6 +945,105 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         self.levels[depth].1 = NONE;
         self.close(b'}', first);
         Ok(())
+    }
+
+    /// Whether `key`, of the entry at `at` of map field `num`, occurred
+    /// earlier in the map; remembers it.
+    #[inline]
+    fn seen_before(
+        &self,
+        keys: &mut MapKeys<'a>,
+        num: u32,
+        key_kind: Kind,
+        at: usize,
+        key: Key<'a>,
+    ) -> bool {
+        if let Some(set) = &mut keys.large {
+            return !set.insert(key);
+        }
+        let fp = MapKeys::fingerprint(&key);
+        if keys.len < SMALL_MAP {
+            let dup =
+                keys.fps[..keys.len].contains(&fp) && self.confirm(keys, num, key_kind, at, key);
+            keys.fps[keys.len] = fp;
+            keys.len += 1;
+            return dup;
+        }
+        self.go_large(keys, num, key_kind, at, key)
+    }
+
+    /// A fingerprint matched: is it really the same key?
+    #[cold]
+    #[inline(never)]
+    fn confirm(
+        &self,
+        keys: &MapKeys<'a>,
+        num: u32,
+        key_kind: Kind,
+        at: usize,
+        key: Key<'a>,
+    ) -> bool {
+        self.run_keys(num, key_kind, keys.run_start, at)
+            .any(|k| k.is_none_or(|k| k == key))
+    }
+
+    /// A big map: from now on, a hash set of every key.
+    #[cold]
+    #[inline(never)]
+    fn go_large(
+        &self,
+        keys: &mut MapKeys<'a>,
+        num: u32,
+        key_kind: Kind,
+        at: usize,
+        key: Key<'a>,
+    ) -> bool {
+        let mut set = std::collections::HashSet::new();
+        for k in self.run_keys(num, key_kind, keys.run_start, at) {
+            match k {
+                Some(k) => {
+                    set.insert(k);
+                }
+                // Already validated; a failure here only means "maybe".
+                None => return true,
+            }
+        }
+        let dup = !set.insert(key);
+        keys.large = Some(set);
+        dup
+    }
+
+    /// The keys of the entries of map field `num` in `from..to`, which were
+    /// validated already (`None`: the bytes could not be reread).
+    fn run_keys(
+        &self,
+        num: u32,
+        key_kind: Kind,
+        from: usize,
+        to: usize,
+    ) -> impl Iterator<Item = Option<Key<'a>>> + use<'a, 's, 'o, EMIT> {
+        let input: &'a [u8] = self.input;
+        let mut pos = from;
+        std::iter::from_fn(move || {
+            while pos < to {
+                let Ok((n, wt)) = read_tag(input, &mut pos, to) else {
+                    pos = to;
+                    return Some(None);
+                };
+                if n == num && wt == 2 {
+                    let Ok((s, e)) = read_value(input, &mut pos, to, wt) else {
+                        pos = to;
+                        return Some(None);
+                    };
+                    return Some(entry_key(input, key_kind, s, e).ok());
+                }
+                if skip_field(input, &mut pos, to, n, wt, 0).is_err() {
+                    pos = to;
+                    return Some(None);
+                }
+            }
+            None
+        })
     }
 
     /// Record the summary facts of a top-level Object field.
@@ -1018,6 +1097,7 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
     }
 
     /// Walk one map entry in `s..e` and print `"key": value`.
+    #[inline(always)]
     fn map_entry(
         &mut self,
         entry: u16,

@@ -469,6 +469,23 @@ fn duplicate_and_split_map_keys() {
         assert_eq!(v["spec"].as_object().unwrap().len(), n);
     }
 
+    // Keys alike at both ends (same length, same first and last 8 bytes)
+    // are still different keys; then a real duplicate among them.
+    let alike = [
+        "aaaaaaaaXbbbbbbbb",
+        "aaaaaaaaYbbbbbbbb",
+        "aaaaaaaaZbbbbbbbb",
+    ];
+    let mut wire: Vec<u8> = alike
+        .iter()
+        .flat_map(|k| ld(5, &entry(k.as_bytes(), b"v")))
+        .collect();
+    assert_eq!(value(&wire)["metadata"].as_object().unwrap().len(), 3);
+    wire.extend(ld(5, &entry(alike[1].as_bytes(), b"last")));
+    let v = value(&wire);
+    assert_eq!(v["metadata"].as_object().unwrap().len(), 3);
+    assert_eq!(v["metadata"][alike[1]], "last");
+
     // Many distinct keys and one duplicate at the very end.
     let mut entries: Vec<u8> = (0..600)
         .flat_map(|i| ld(5, &entry(format!("k{i}").as_bytes(), b"v")))

@@ -515,6 +515,15 @@ struct MapKeys<'a> {
     large: Option<std::collections::HashSet<Key<'a>>>,
 }
 
+/// Entries of map field `num` (keys of kind `key_kind`) in `from..to`.
+#[derive(Clone, Copy)]
+struct Run {
+    num: u32,
+    key_kind: Kind,
+    from: usize,
+    to: usize,
+}
+
 impl MapKeys<'_> {
     fn new() -> Self {
         MapKeys {
@@ -961,69 +970,55 @@ impl<'s, 'a, 'o, const EMIT: bool> Walker<'s, 'a, 'o, EMIT> {
         if let Some(set) = &mut keys.large {
             return !set.insert(key);
         }
+        let earlier = Run {
+            num,
+            key_kind,
+            from: keys.run_start,
+            to: at,
+        };
         let fp = MapKeys::fingerprint(&key);
         if keys.len < SMALL_MAP {
-            let dup =
-                keys.fps[..keys.len].contains(&fp) && self.confirm(keys, num, key_kind, at, key);
+            let dup = keys.fps[..keys.len].contains(&fp) && self.confirm(earlier, key);
             keys.fps[keys.len] = fp;
             keys.len += 1;
             return dup;
         }
-        self.go_large(keys, num, key_kind, at, key)
-    }
-
-    /// A fingerprint matched: is it really the same key?
-    #[cold]
-    #[inline(never)]
-    fn confirm(
-        &self,
-        keys: &MapKeys<'a>,
-        num: u32,
-        key_kind: Kind,
-        at: usize,
-        key: Key<'a>,
-    ) -> bool {
-        self.run_keys(num, key_kind, keys.run_start, at)
-            .any(|k| k.is_none_or(|k| k == key))
-    }
-
-    /// A big map: from now on, a hash set of every key.
-    #[cold]
-    #[inline(never)]
-    fn go_large(
-        &self,
-        keys: &mut MapKeys<'a>,
-        num: u32,
-        key_kind: Kind,
-        at: usize,
-        key: Key<'a>,
-    ) -> bool {
-        let mut set = std::collections::HashSet::new();
-        for k in self.run_keys(num, key_kind, keys.run_start, at) {
-            match k {
-                Some(k) => {
-                    set.insert(k);
-                }
-                // Already validated; a failure here only means "maybe".
-                None => return true,
+        // A big map: from now on, a hash set of every key.
+        match self.key_set(earlier) {
+            Some(mut set) => {
+                let dup = !set.insert(key);
+                keys.large = Some(set);
+                dup
             }
+            // Already validated; a failure to reread only means "maybe".
+            None => true,
         }
-        let dup = !set.insert(key);
-        keys.large = Some(set);
-        dup
     }
 
-    /// The keys of the entries of map field `num` in `from..to`, which were
-    /// validated already (`None`: the bytes could not be reread).
-    fn run_keys(
-        &self,
-        num: u32,
-        key_kind: Kind,
-        from: usize,
-        to: usize,
-    ) -> impl Iterator<Item = Option<Key<'a>>> + use<'a, 's, 'o, EMIT> {
+    /// A fingerprint matched: is `key` really among the `earlier` keys?
+    #[cold]
+    #[inline(never)]
+    fn confirm(&self, earlier: Run, key: Key<'a>) -> bool {
+        self.run_keys(earlier).any(|k| k.is_none_or(|k| k == key))
+    }
+
+    /// The keys of a run of entries as a set (`None` if one cannot be reread).
+    #[cold]
+    #[inline(never)]
+    fn key_set(&self, run: Run) -> Option<std::collections::HashSet<Key<'a>>> {
+        self.run_keys(run).collect()
+    }
+
+    /// The keys of the entries in `run`, which were validated already
+    /// (`None`: the bytes could not be reread).
+    fn run_keys(&self, run: Run) -> impl Iterator<Item = Option<Key<'a>>> + use<'a, 's, 'o, EMIT> {
         let input: &'a [u8] = self.input;
-        let mut pos = from;
+        let Run {
+            num,
+            key_kind,
+            from: mut pos,
+            to,
+        } = run;
         std::iter::from_fn(move || {
             while pos < to {
                 let Ok((n, wt)) = read_tag(input, &mut pos, to) else {

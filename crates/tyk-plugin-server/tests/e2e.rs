@@ -198,25 +198,31 @@ async fn malformed_objects_get_invalid_argument_and_the_server_goes_on() {
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn a_20_mb_body_sent_twice_is_echoed() {
-    let srv = TestServer::start(LogFormat::Json).await;
-    let body = "a".repeat(20_000_000);
-    let obj = Object {
+/// A Post-hook Object carrying `body` in both `body` and `raw_body`, as the
+/// gateway sends a text body.
+fn post_with_body(hook_name: &str, body: String) -> Object {
+    Object {
         hook_type: HookType::Post as i32,
-        hook_name: "big".into(),
+        hook_name: hook_name.into(),
         request: Some(MiniRequestObject {
             body: body.clone(),
             raw_body: Bytes::from(body),
-            url: "/big".into(),
+            url: format!("/{hook_name}"),
             return_overrides: Some(ReturnOverrides {
                 response_code: -1,
                 ..Default::default()
             }),
             ..Default::default()
         }),
+        spec: [("APIID".to_string(), format!("api-{hook_name}"))].into(),
         ..Default::default()
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_20_mb_body_sent_twice_is_echoed() {
+    let srv = TestServer::start(LogFormat::Json).await;
+    let obj = post_with_body("big", "a".repeat(20_000_000));
     let wire = Bytes::from(obj.encode_to_vec());
     assert!(wire.len() > 40_000_000);
     let ch = client::connect(&srv.tcp).await.unwrap();
@@ -235,19 +241,7 @@ async fn a_20_mb_body_sent_twice_is_echoed() {
 #[tokio::test]
 async fn large_objects_are_logged_in_order_and_in_full_in_both_formats() {
     let body = "h\u{e9}llo \"w\u{f6}rld\" \u{1f600}\n\\".repeat(30_000);
-    let large = Object {
-        hook_type: HookType::Post as i32,
-        hook_name: "large".into(),
-        request: Some(MiniRequestObject {
-            body: body.clone(),
-            raw_body: Bytes::from(body),
-            url: "/large".into(),
-            ..Default::default()
-        }),
-        spec: [("APIID".to_string(), "api-large".to_string())].into(),
-        ..Default::default()
-    }
-    .encode_to_vec();
+    let large = post_with_body("large", body).encode_to_vec();
     assert!(large.len() > tyk_plugin_server::reqlog::RENDER_ON_WRITER_AT);
     let small = |name: &str| {
         Object {

@@ -7,7 +7,6 @@
 //! REQUEST END lines (text format, like the Python reference server).
 
 use std::io::Write;
-
 use std::time::Duration;
 
 use bytes::Bytes;

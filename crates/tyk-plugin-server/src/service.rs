@@ -3,7 +3,7 @@
 //! Written by hand rather than generated so that `Dispatch` moves the Object
 //! as bytes: an Object nobody changes is returned exactly as received,
 //! unknown fields included, with no decode, encode or copy on the way (the
-//! gRPC framing is in [`crate::unary`]).
+//! gRPC framing is in the `unary` module).
 
 use std::convert::Infallible;
 use std::sync::Arc;

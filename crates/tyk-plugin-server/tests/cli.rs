@@ -18,6 +18,8 @@ struct Served {
     child: Child,
     tcp: String,
     lines: std::sync::mpsc::Receiver<String>,
+    /// The log records before the first TCP "listening" one.
+    startup: Vec<serde_json::Value>,
 }
 
 impl Drop for Served {
@@ -28,11 +30,16 @@ impl Drop for Served {
 }
 
 fn serve(args: &[&str]) -> Served {
+    serve_with_env(args, &[])
+}
+
+fn serve_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -48,6 +55,7 @@ fn serve(args: &[&str]) -> Served {
     });
     // The server prints where it listens: that is how we learn the port.
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut startup = Vec::new();
     let tcp = loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -59,11 +67,13 @@ fn serve(args: &[&str]) -> Served {
                 break a.to_string();
             }
         }
+        startup.push(v);
     };
     Served {
         child,
         tcp,
         lines: rx,
+        startup,
     }
 }
 
@@ -124,6 +134,26 @@ fn dispatch_sends_a_json_object_and_prints_the_reply() {
         }
     };
     assert_eq!(rec["object"], json(input));
+}
+
+/// One worker: tokio's single-threaded runtime; more: the multi-threaded one.
+/// Either serves calls.
+#[test]
+fn the_runtime_follows_the_worker_count() {
+    for (workers, flavor) in [("1", "CurrentThread"), ("2", "MultiThread")] {
+        let srv = serve_with_env(&[], &[("TYK_PLUGIN_SERVER__WORKERS", workers)]);
+        let started = srv
+            .startup
+            .iter()
+            .find(|v| v["message"] == "runtime started")
+            .expect("runtime line");
+        assert_eq!(started["runtime"], flavor, "{started}");
+        assert_eq!(started["workers"].to_string(), workers);
+        let path = fixture("pre_petstore.json");
+        let (code, out, err) = run(&["dispatch", "--target", &srv.tcp, &path], None);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(json(&out), json(&std::fs::read_to_string(&path).unwrap()));
+    }
 }
 
 #[test]

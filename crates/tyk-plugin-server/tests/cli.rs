@@ -341,6 +341,11 @@ fn sigterm_drains_and_removes_the_unix_socket() {
     };
     assert!(status.success(), "{status:?}");
     assert!(!sock.exists(), "socket file left behind");
-    let rest: Vec<String> = srv.lines.try_iter().collect();
+    // The reader thread may still be delivering the last lines: read until
+    // it ends (at the closed pipe).
+    let mut rest = Vec::new();
+    while let Ok(line) = srv.lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
 }

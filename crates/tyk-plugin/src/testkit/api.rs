@@ -684,6 +684,28 @@ fn classic_token_header(def: &Value) -> Option<&str> {
     .filter(|h| !h.is_empty())
 }
 
+/// The token auth scheme of a Tyk OAS definition, as the gateway reads it
+/// (legacy security processing): an `x-tyk-api-gateway` security scheme
+/// that the first `security` requirement names and whose OpenAPI
+/// `components.securitySchemes` entry has type `apiKey`. Returns whether it
+/// is enabled and the header it reads (`None` = the default, or a query
+/// parameter or cookie, which the emulator does not read).
+fn oas_token_scheme<'a>(def: &'a Value, x: &'a Value) -> Option<(bool, Option<&'a str>)> {
+    let first = get(def, &["security"])?.as_array()?.first()?.as_object()?;
+    let schemes = get(x, &["server", "authentication", "securitySchemes"])?.as_object()?;
+    schemes.iter().find_map(|(name, tyk)| {
+        let openapi = get(def, &["components", "securitySchemes", name.as_str()])?;
+        if !first.contains_key(name) || s(openapi, &["type"]) != Some("apiKey") {
+            return None;
+        }
+        let header = (s(openapi, &["in"]) == Some("header"))
+            .then(|| s(openapi, &["name"]))
+            .flatten()
+            .filter(|h| !h.is_empty());
+        Some((b(tyk, &["enabled"]), header))
+    })
+}
+
 /// The version a request without version information gets (Tyk's
 /// `GetSingleOrDefaultVersion`): the only one, else `default_version` on a
 /// versioned API, else one named `Default`, `default` or `""`.
@@ -944,7 +966,9 @@ impl Api {
 
     /// Loads a Tyk OAS definition (`x-tyk-api-gateway`): `info.id/orgId/name`,
     /// `server.listenPath`, `server.authentication` (custom plugin auth with
-    /// `idExtractor`, or token auth), `middleware.global` (`pluginConfig`
+    /// `idExtractor`, token auth — an `apiKey` scheme named by the first
+    /// `security` requirement, read from its header — or both, with
+    /// `baseIdentityProvider`), `middleware.global` (`pluginConfig`
     /// bundle and data, `prePlugins`, `postAuthenticationPlugins`,
     /// `postPlugins`, `responsePlugins`, also the 5.0–5.2 singular wrappers).
     pub fn from_oas_json(def: &Value) -> Result<Api, ApiDefError> {
@@ -998,12 +1022,23 @@ impl Api {
             api.listen_path = lp.to_string();
         }
         api.strip_listen_path = b(x, &["server", "listenPath", "strip"]);
-        if let Some(h) = custom
-            .and_then(|c| s(c, &["header", "name"]))
-            .filter(|h| !h.is_empty())
-        {
-            api.auth_header = h.to_string();
+        let token = oas_token_scheme(def, x);
+        let token_header = token.and_then(|(_, h)| h).unwrap_or("Authorization");
+        if matches!(api.auth, Auth::Custom { .. }) {
+            if let Some(h) = custom
+                .and_then(|c| s(c, &["header", "name"]))
+                .filter(|h| !h.is_empty())
+            {
+                api.auth_header = h.to_string();
+            }
+            api.token_header = Some(token_header.to_string());
+            api.standard_auth = token.is_some_and(|(enabled, _)| enabled);
+        } else {
+            api.auth_header = token_header.to_string();
         }
+        api.base_identity = BaseIdentity::from_name(
+            s(x, &["server", "authentication", "baseIdentityProvider"]).unwrap_or(""),
+        );
         if let Some(mw) = get(x, &["middleware", "global"]) {
             let pc = mw.get("pluginConfig").unwrap_or(&Value::Null);
             if b(pc, &["bundle", "enabled"]) {

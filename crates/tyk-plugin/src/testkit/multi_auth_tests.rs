@@ -358,3 +358,81 @@ async fn classic_multi_auth_api_behaves_like_the_builder() {
     let res = get(&gw, &[("Authorization", "abc"), ("AuthToken", "unknown")]).await;
     assert_eq!(res.status(), 403);
 }
+
+/// The OAS form of the multi-auth API: custom auth in `x-tyk-api-gateway`,
+/// token auth as an `apiKey` scheme named by the first `security`
+/// requirement, and `baseIdentityProvider`.
+fn oas_multi_auth(base: &str, token_enabled: bool) -> serde_json::Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "m", "version": "1.0.0"},
+        "paths": {},
+        "security": [{"authToken": []}],
+        "components": {"securitySchemes": {
+            "authToken": {"type": "apiKey", "in": "header", "name": "AuthToken"}
+        }},
+        "x-tyk-api-gateway": {
+            "info": {"id": "m", "name": "m", "state": {"active": true}},
+            "server": {
+                "listenPath": {"value": "/"},
+                "authentication": {
+                    "enabled": true,
+                    "baseIdentityProvider": base,
+                    "securitySchemes": {"authToken": {"enabled": token_enabled}},
+                    "custom": {"enabled": true, "config": {"enabled": true, "functionName": "auth"}}
+                }
+            },
+            "middleware": {"global": {"pluginConfig": {"driver": "grpc"}}}
+        }
+    })
+}
+
+#[test]
+fn oas_definition_with_multi_auth() {
+    let api = Api::from_oas_json(&oas_multi_auth("auth_token", true)).expect("loads");
+    assert_eq!(api.get_base_identity(), &BaseIdentity::AuthToken);
+    assert!(api.runs_token_auth());
+    assert_eq!(api.get_token_header(), "AuthToken");
+    assert_eq!(api.auth_header, "Authorization", "custom auth default");
+
+    let api = Api::from_oas_json(&oas_multi_auth("", false)).expect("loads");
+    assert_eq!(api.get_base_identity(), &BaseIdentity::Unset);
+    assert!(
+        !api.runs_token_auth(),
+        "a disabled token scheme does not run"
+    );
+
+    // A scheme the first security requirement does not name is not used.
+    let mut unnamed = oas_multi_auth("auth_token", true);
+    unnamed["security"] = json!([{"other": []}]);
+    let api = Api::from_oas_json(&unnamed).expect("loads");
+    assert!(!api.runs_token_auth());
+
+    // Token auth alone reads the scheme's header.
+    let mut token_only = oas_multi_auth("", true);
+    token_only["x-tyk-api-gateway"]["server"]["authentication"]
+        .as_object_mut()
+        .expect("object")
+        .remove("custom");
+    let api = Api::from_oas_json(&token_only).expect("loads");
+    assert!(matches!(api.auth, super::Auth::Token));
+    assert_eq!(api.auth_header, "AuthToken");
+}
+
+#[tokio::test]
+async fn oas_multi_auth_api_behaves_like_the_builder() {
+    // Custom auth's session is kept and stored.
+    let gw = gateway(Api::from_oas_json(&oas_multi_auth("custom_auth", true)).expect("loads"));
+    let res = both(&gw).await;
+    assert_eq!(res.status(), 200, "{}", res.body_str());
+    assert_eq!(gw.key("abc").expect("stored").rate, 100.0);
+    // Token auth must pass too.
+    let res = get(&gw, &[("Authorization", "abc"), ("AuthToken", "unknown")]).await;
+    assert_eq!(res.status(), 403);
+
+    // With token auth as the base identity the plugin's session is discarded.
+    let gw = gateway(Api::from_oas_json(&oas_multi_auth("auth_token", true)).expect("loads"));
+    let res = both(&gw).await;
+    assert_eq!(res.status(), 200, "{}", res.body_str());
+    assert!(gw.key("abc").is_none());
+}

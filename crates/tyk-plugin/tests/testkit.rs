@@ -531,20 +531,21 @@ async fn pre_hook_403_fires_auth_failure_to_the_event_handler() {
 
 // ---------------------------------------------------------------- custom auth
 
+/// The `Authorization` header the gateway sent with the Object ("" if none).
+fn authorization(o: &Object) -> String {
+    o.request
+        .as_ref()
+        .and_then(|r| r.headers.get("Authorization").cloned())
+        .unwrap_or_default()
+}
+
 /// testAuthHook1 of Tyk's gRPC suite, with a configurable deadline.
 fn auth_plugin(deadline: i64) -> Plugin {
     Plugin::new(move |o| {
         if o.hook_type != HookType::CustomKeyCheck as i32 {
             return Ok(());
         }
-        let token = o
-            .request
-            .as_ref()
-            .unwrap()
-            .headers
-            .get("Authorization")
-            .cloned()
-            .unwrap_or_default();
+        let token = authorization(o);
         o.metadata.insert("token".into(), token.clone());
         if token != "abc" {
             let ro = overrides(o);
@@ -693,14 +694,7 @@ fn session_plugin(f: impl Fn(&str) -> Option<SessionState> + Send + Sync + 'stat
         if o.hook_type != HookType::CustomKeyCheck as i32 {
             return Ok(());
         }
-        let auth = o
-            .request
-            .as_ref()
-            .unwrap()
-            .headers
-            .get("Authorization")
-            .cloned()
-            .unwrap_or_default();
+        let auth = authorization(o);
         if let Some(mut s) = f(&auth) {
             s.metadata.insert("token".into(), auth);
             o.session = Some(s);
